@@ -1,0 +1,206 @@
+// casfs's content-addressed object store: the public interface.
+//
+// Objects are byte strings of any size, keyed by the SHA-256 of their bytes. New
+// objects land in the loose tier (one file each under loose/XX/…); pack() moves them
+// into append-only, compressed, checksummed pack files. One LMDB environment under
+// meta/ holds the index (id → where, sizes, checksum, refcount) and, later, the
+// filesystem's own tables, so both can change in one transaction.
+//
+// A Store object owns the store directory's lock: one process at a time. Within
+// the process every method is safe to call from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "store/compress.h"
+#include "store/error.h"
+#include "store/hash.h"
+
+namespace casfs {
+
+class IoEngine;
+class LmdbEnv;
+class Index;
+
+enum class Tier : std::uint8_t { kLoose = 1, kPacked = 2 };
+
+struct ObjectInfo {
+  ObjectId id;
+  Tier tier = Tier::kLoose;
+  Codec codec = Codec::kRaw;
+  std::uint32_t pack_id = 0;      // packed only
+  std::uint64_t offset = 0;       // packed only: offset of the record header
+  std::uint64_t raw_size = 0;
+  std::uint64_t stored_size = 0;  // payload bytes on disk
+  std::uint64_t checksum = 0;     // XXH3-64 of the stored payload
+  std::uint64_t refcount = 0;
+};
+
+// Settings fixed when a store is created, kept in STORE/casfs.json.
+struct StoreSettings {
+  int compression_level = 3;
+  std::uint64_t pack_target_bytes = 4ull << 30;  // a pack is closed once it reaches this
+  std::uint32_t chunk_min = 16 << 10;            // content-defined chunking, for the fs
+  std::uint32_t chunk_avg = 64 << 10;
+  std::uint32_t chunk_max = 256 << 10;
+};
+
+struct InsertResult {
+  ObjectId id;
+  std::uint64_t size = 0;
+  bool added = false;  // false: the object was already there (only its refcount moved)
+};
+
+// Called now and then during long operations: done units out of total.
+using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
+struct PackReport {
+  std::uint64_t objects = 0;
+  std::uint64_t raw_bytes = 0;
+  std::uint64_t stored_bytes = 0;
+};
+
+struct GcReport {
+  std::uint64_t loose_removed = 0;
+  std::uint64_t packed_dropped = 0;
+  std::uint64_t bytes_freed = 0;  // loose bytes unlinked now; packed bytes become dead
+};
+
+struct RepackOptions {
+  double dead_threshold = 0.25;  // rewrite a pack once this share of it is dead
+  bool merge_small = true;       // merge small packs so sizes stay geometric (×2)
+};
+
+struct RepackReport {
+  std::uint64_t packs_rewritten = 0;
+  std::uint64_t packs_removed = 0;
+  std::uint64_t bytes_before = 0;
+  std::uint64_t bytes_after = 0;
+};
+
+struct VerifyProblem {
+  ObjectId id;
+  std::string what;
+};
+
+struct VerifyReport {
+  std::uint64_t objects_checked = 0;
+  std::uint64_t bytes_checked = 0;
+  std::vector<VerifyProblem> problems;
+  bool clean() const { return problems.empty(); }
+};
+
+struct RebuildReport {
+  std::uint64_t loose_objects = 0;
+  std::uint64_t packed_objects = 0;
+  std::uint64_t torn_bytes = 0;       // ignored at pack tails
+  std::uint64_t bad_loose_files = 0;  // content does not match name; left alone
+};
+
+struct StoreStatus {
+  std::uint64_t loose_objects = 0;
+  std::uint64_t packed_objects = 0;
+  std::uint64_t loose_bytes = 0;       // raw == stored for loose
+  std::uint64_t packed_raw_bytes = 0;
+  std::uint64_t packed_stored_bytes = 0;
+  std::uint64_t packs = 0;
+  std::uint64_t pack_file_bytes = 0;   // on disk, headers and dead records included
+  std::uint64_t dead_bytes = 0;        // in packs, reclaimable by repack
+  std::uint64_t unreferenced_objects = 0;  // refcount 0, reclaimable by gc
+  std::string io_engine;
+  std::uint64_t raw_bytes() const { return loose_bytes + packed_raw_bytes; }
+  std::uint64_t stored_bytes() const { return loose_bytes + packed_stored_bytes; }
+};
+
+// Receives extracted bytes. data() may be called several times per object (large
+// objects are streamed), always in order; then exactly one of done() or error().
+// A packed object's checksum is checked before any of its bytes are delivered, so
+// error() never follows data() because of corruption.
+struct ExtractSink {
+  std::function<void(std::size_t index, std::span<const std::byte> bytes)> data;
+  std::function<void(std::size_t index)> done;
+  std::function<void(std::size_t index, const StoreError& error)> error;
+};
+
+class Store {
+ public:
+  // Creates a new, empty store in `dir` (created if missing; must be empty if it
+  // exists). Throws StoreError with a one-line message on failure.
+  static void init(const std::filesystem::path& dir, const StoreSettings& settings = {});
+
+  // Opens an existing store and takes its lock. Throws StoreError (one-line message,
+  // nothing changed) when dir is missing, is not a store, has a newer format
+  // version, or is locked by another process.
+  static std::unique_ptr<Store> open(const std::filesystem::path& dir);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::filesystem::path& dir() const;
+  const StoreSettings& settings() const;
+  IoEngine& io();
+  LmdbEnv& env();    // for the filesystem's own tables in the same environment
+  Index& index();
+
+  // --- adding objects -------------------------------------------------------
+  // Each insert adds `refs` references (0 is allowed: the object is then
+  // unreferenced until add_ref, and gc may drop it). Object bytes are durable
+  // before the index entry that names them is committed.
+  InsertResult insert(std::span<const std::byte> data, std::uint32_t refs = 1);
+  // Streams from `read` (returns bytes placed in buf, 0 at end) in bounded memory.
+  InsertResult insert_stream(const std::function<std::size_t(std::span<std::byte>)>& read,
+                             std::uint32_t refs = 1);
+  InsertResult insert_file(const std::filesystem::path& path, std::uint32_t refs = 1);
+  // Many small objects: written in batches through the io engine, made durable with
+  // one sync per batch, indexed in one transaction per batch. `next` returns the
+  // next object or nullopt at the end; results come back in input order.
+  std::vector<InsertResult> insert_many(
+      const std::function<std::optional<std::span<const std::byte>>()>& next,
+      std::uint32_t refs = 1);
+  std::vector<InsertResult> insert_many(std::span<const std::span<const std::byte>> objects,
+                                        std::uint32_t refs = 1);
+
+  // --- reading --------------------------------------------------------------
+  bool has(const ObjectId& id);
+  std::optional<ObjectInfo> stat(const ObjectId& id);
+  // Every object, in id order.
+  void list(const std::function<void(const ObjectInfo&)>& visit);
+  // The whole object in memory (for objects known to be small). Throws
+  // StoreError(ENOENT) if missing, StoreError(EIO) if corrupt.
+  std::vector<std::byte> read(const ObjectId& id);
+  // Streams one object to `out` in bounded memory; throws as read() does, before
+  // writing anything if the object is corrupt.
+  void extract(const ObjectId& id, const std::function<void(std::span<const std::byte>)>& out);
+  // Many objects: read in one pass ordered by (pack, offset), batched through the io
+  // engine; the sink gets index = position in `ids`.
+  void extract_many(std::span<const ObjectId> ids, const ExtractSink& sink);
+
+  // --- references -----------------------------------------------------------
+  // Throw StoreError(ENOENT) if the object is missing; release of an object whose
+  // refcount is already 0 throws StoreError(EINVAL) and changes nothing.
+  void add_ref(const ObjectId& id, std::uint64_t n = 1);
+  void release(const ObjectId& id, std::uint64_t n = 1);
+
+  // --- maintenance ----------------------------------------------------------
+  PackReport pack(const ProgressFn& progress = {});
+  GcReport gc(const ProgressFn& progress = {});
+  RepackReport repack(const RepackOptions& options = {}, const ProgressFn& progress = {});
+  VerifyReport verify(const ProgressFn& progress = {});
+  RebuildReport rebuild_index(const ProgressFn& progress = {});
+  StoreStatus status();
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace casfs

@@ -1,0 +1,31 @@
+// Helpers shared by the unit tests: temporary directories on the real disk and
+// seeded random data (the seed is printed so a failure can be reproduced).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+namespace casfs::testing {
+
+// A fresh directory under $CASFS_TEST_DIR (default: /var/tmp), removed on
+// destruction. /var/tmp rather than /tmp so tests use a real disk, not tmpfs.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The seed for this test: $CASFS_TEST_SEED if set, else random; printed once.
+std::uint64_t test_seed();
+
+std::vector<std::byte> random_bytes(std::mt19937_64& rng, std::size_t size);
+
+}  // namespace casfs::testing
