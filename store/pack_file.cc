@@ -1,1 +1,178 @@
-// placeholder until implemented
+#include "store/pack_file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "store/error.h"
+
+namespace casfs {
+
+std::size_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("read failed");
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+void pwrite_full(int fd, std::span<const std::byte> buf, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n =
+        ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("write failed");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+PackFiles::PackFiles(const std::filesystem::path& store_dir, std::size_t max_open)
+    : dir_(store_dir / "packs"), max_open_(max_open) {
+  dir_fd_ = UniqueFd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd_) throw_errno("cannot open " + dir_.string());
+}
+
+std::string PackFiles::file_name(std::uint32_t id) { return std::to_string(id) + ".pack"; }
+
+std::shared_ptr<const UniqueFd> PackFiles::open_read(std::uint32_t id) {
+  std::lock_guard lock(mutex_);
+  if (auto it = open_.find(id); it != open_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
+    return it->second.fd;
+  }
+  UniqueFd fd(::openat(dir_fd_.get(), file_name(id).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open pack " + (dir_ / file_name(id)).string());
+  auto shared = std::make_shared<const UniqueFd>(std::move(fd));
+  if (open_.size() >= max_open_) {
+    open_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(id);
+  open_.emplace(id, Entry{shared, lru_.begin()});
+  return shared;
+}
+
+void PackFiles::remove(std::uint32_t id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = open_.find(id); it != open_.end()) {
+      lru_.erase(it->second.lru_pos);
+      open_.erase(it);
+    }
+  }
+  if (::unlinkat(dir_fd_.get(), file_name(id).c_str(), 0) != 0 && errno != ENOENT) {
+    throw_errno("cannot remove pack " + (dir_ / file_name(id)).string());
+  }
+}
+
+std::vector<std::uint32_t> PackFiles::list_files() const {
+  std::vector<std::uint32_t> ids;
+  int fd = ::openat(dir_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot list " + dir_.string());
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    throw_errno("cannot list " + dir_.string());
+  }
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (!name.ends_with(".pack")) continue;
+    std::string_view digits = name.substr(0, name.size() - 5);
+    std::uint32_t id = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+    if (ec == std::errc() && ptr == digits.data() + digits.size() && file_name(id) == name) {
+      ids.push_back(id);
+    }
+  }
+  ::closedir(d);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+PackAppender PackAppender::create(PackFiles& files, std::uint32_t id) {
+  auto name = PackFiles::file_name(id);
+  UniqueFd fd(::openat(files.dir_fd(), name.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0444));
+  if (!fd) throw_errno("cannot create pack " + (files.dir() / name).string());
+  PackFileHeader header;
+  header.pack_id = id;
+  auto bytes = header.encode();
+  pwrite_full(fd.get(), bytes, 0);
+  if (::fdatasync(fd.get()) != 0 || ::fsync(files.dir_fd()) != 0) {
+    throw_errno("cannot sync new pack " + (files.dir() / name).string());
+  }
+  return PackAppender(id, std::move(fd), kPackHeaderSize);
+}
+
+PackAppender PackAppender::reopen(PackFiles& files, std::uint32_t id,
+                                  std::uint64_t committed_size) {
+  auto name = PackFiles::file_name(id);
+  UniqueFd fd(::openat(files.dir_fd(), name.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open pack " + (files.dir() / name).string());
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat pack " + name);
+  if (static_cast<std::uint64_t>(st.st_size) < committed_size) {
+    throw StoreError(EIO, "pack " + (files.dir() / name).string() + " is shorter (" +
+                              std::to_string(st.st_size) + " bytes) than the index records (" +
+                              std::to_string(committed_size) + "); run `casfs store verify`");
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > committed_size &&
+      ::ftruncate(fd.get(), static_cast<off_t>(committed_size)) != 0) {
+    throw_errno("cannot cut the torn tail of pack " + name);
+  }
+  return PackAppender(id, std::move(fd), committed_size);
+}
+
+void PackAppender::sync() {
+  if (::fdatasync(fd_.get()) != 0) throw_errno("cannot sync pack " + PackFiles::file_name(id_));
+}
+
+PackScanResult scan_pack(int fd,
+                         const std::function<void(std::uint64_t, const RecordHeader&)>& visit) {
+  PackScanResult result;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno("cannot stat pack");
+  result.file_size = static_cast<std::uint64_t>(st.st_size);
+  std::array<std::byte, kPackHeaderSize> fh;
+  if (pread_full(fd, fh, 0) != fh.size()) return result;
+  auto header = PackFileHeader::decode(fh);
+  if (!header) return result;
+  result.header_ok = true;
+  result.version = header->version;
+  if (header->version > kPackFormatVersion) return result;
+
+  // Headers are read through a buffer so that a pack of many small records costs
+  // few system calls.
+  constexpr std::size_t kWindow = 1 << 20;
+  std::vector<std::byte> window(kWindow);
+  std::uint64_t window_start = 0, window_len = 0;
+  std::uint64_t offset = kPackHeaderSize;
+  result.valid_end = offset;
+  while (offset + kRecordHeaderSize <= result.file_size) {
+    if (offset < window_start || offset + kRecordHeaderSize > window_start + window_len) {
+      window_start = offset;
+      window_len = pread_full(fd, window, offset);
+      if (window_len < kRecordHeaderSize) break;
+    }
+    auto rec = RecordHeader::decode(
+        std::span<const std::byte>(window).subspan(offset - window_start, kRecordHeaderSize));
+    if (!rec || offset + rec->record_size() > result.file_size) break;
+    visit(offset, *rec);
+    offset += rec->record_size();
+    result.valid_end = offset;
+  }
+  return result;
+}
+
+}  // namespace casfs

@@ -1,1 +1,643 @@
-// placeholder until implemented
+#include "store/store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "store/object_check.h"
+#include "store/pack_format.h"
+#include "store/store_impl.h"
+
+namespace casfs {
+
+namespace {
+
+// insert_many: objects per batch (one sync and one index commit each).
+constexpr std::size_t kInsertBatchObjects = 4096;
+constexpr std::uint64_t kInsertBatchBytes = 64 << 20;
+// Batches with at most this many new objects sync file by file; larger ones sync the
+// whole filesystem once, which costs the same however many files it covers.
+constexpr std::size_t kPerFileSyncLimit = 4;
+// extract_many merges reads of records that lie this close together in a pack.
+constexpr std::uint64_t kCoalesceGap = 4096;
+constexpr std::uint64_t kCoalesceMax = 4 << 20;
+
+std::span<const std::byte> as_span(const std::vector<std::byte>& v) { return {v.data(), v.size()}; }
+
+}  // namespace
+
+
+// ---------------------------------------------------------------------------------
+// Opening and creating
+
+void Store::init(const std::filesystem::path& dir, const StoreSettings& settings) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) {
+    if (!std::filesystem::is_directory(dir, ec)) {
+      throw StoreError(ENOTDIR, dir.string() + " exists and is not a directory");
+    }
+    if (std::filesystem::exists(dir / "casfs.json", ec)) {
+      throw StoreError(EEXIST, dir.string() + " is already a casfs store");
+    }
+    if (!std::filesystem::is_empty(dir, ec)) {
+      throw StoreError(ENOTEMPTY, dir.string() + " is not empty; give a new or empty directory");
+    }
+  } else {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw StoreError(ec.value(), "cannot create " + dir.string() + ": " + ec.message());
+  }
+  if (settings.compression_level < 1 || settings.compression_level > 19) {
+    throw StoreError(EINVAL, "compression level must be between 1 and 19");
+  }
+  auto config = StoreConfig::create(settings);
+  try {
+    LooseTier::create_layout(dir);
+    std::filesystem::create_directories(dir / "packs");
+    std::filesystem::create_directories(dir / "run");
+    {
+      LmdbEnv env(dir / "meta", /*create=*/true);
+      Index index(env);
+      auto txn = LmdbTxn::write(env);
+      index.put_meta(txn, "store_uuid", config.uuid);
+      txn.commit();
+    }
+    // casfs.json last: until it exists the directory is not a store.
+    config.save(dir);
+  } catch (const std::filesystem::filesystem_error& e) {
+    throw StoreError(e.code().value(), "cannot create store in " + dir.string() + ": " + e.what());
+  }
+}
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const OpenOptions& options) {
+  auto config = StoreConfig::load(dir);
+  auto impl = std::make_unique<Impl>(dir, std::move(config));
+  std::error_code ec;
+  bool have_index = std::filesystem::exists(dir / "meta" / "data.mdb", ec);
+  if (!have_index && !options.allow_missing_index) {
+    throw StoreError(ENOENT, "the index of store " + dir.string() +
+                                 " (meta/) is missing; run `casfs store rebuild-index " +
+                                 dir.string() + "`");
+  }
+  impl->env = std::make_unique<LmdbEnv>(dir / "meta", /*create=*/true);
+  impl->index = std::make_unique<Index>(*impl->env);
+  {
+    auto txn = LmdbTxn::read(*impl->env);
+    auto uuid = impl->index->get_meta(txn, "store_uuid");
+    if (!options.allow_missing_index && uuid != impl->config.uuid) {
+      throw StoreError(EINVAL, "the index in " + (dir / "meta").string() +
+                                   " belongs to another store; run `casfs store rebuild-index " +
+                                   dir.string() + "`");
+    }
+  }
+  impl->loose.clean_staging();
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+const std::filesystem::path& Store::dir() const { return impl_->dir; }
+const StoreSettings& Store::settings() const { return impl_->config.settings; }
+IoEngine& Store::io() { return *impl_->io; }
+LmdbEnv& Store::env() { return *impl_->env; }
+Index& Store::index() { return *impl_->index; }
+
+// ---------------------------------------------------------------------------------
+// Inserting
+
+std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, std::uint32_t refs) {
+  for (auto& b : blobs) {
+    b.id = Sha256::of(b.data);
+    b.checksum = Xxh3::of(b.data);
+  }
+  std::shared_lock gate(loose_gate);
+
+  // Which objects need their bytes written: absent from the index, first in batch.
+  std::vector<std::size_t> to_write;
+  {
+    std::unordered_set<ObjectId, ObjectIdHash> seen;
+    auto txn = LmdbTxn::read(*env);
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+      if (!seen.insert(blobs[i].id).second) continue;
+      if (!index->get(txn, blobs[i].id)) to_write.push_back(i);
+    }
+  }
+
+  std::vector<std::string> staging_names(to_write.size());
+  std::vector<std::string> final_names(to_write.size());
+  std::vector<WriteFileOp> ops(to_write.size());
+  bool per_file_sync = to_write.size() <= kPerFileSyncLimit;
+  for (std::size_t k = 0; k < to_write.size(); ++k) {
+    const Blob& b = blobs[to_write[k]];
+    staging_names[k] = loose.new_staging_name();
+    final_names[k] = LooseTier::relative_path(b.id);
+    ops[k].dir_fd = loose.staging_fd();
+    ops[k].path = staging_names[k].c_str();
+    ops[k].data = b.data;
+    ops[k].sync = per_file_sync;
+    ops[k].rename_dir_fd = loose.dir_fd();
+    ops[k].rename_path = final_names[k].c_str();
+  }
+  if (!ops.empty()) {
+    io->write_files(ops);
+    for (const auto& op : ops) {
+      if (op.result < 0) {
+        throw_errno(static_cast<int>(-op.result), "cannot write loose object " +
+                                                      std::string(op.rename_path));
+      }
+    }
+    // Object bytes are durable before the index entry that names them.
+    if (per_file_sync) {
+      for (std::size_t i : to_write) loose.sync_dir_of(blobs[i].id);
+    } else if (::syncfs(store_fd.get()) != 0) {
+      throw_errno("cannot sync the store's filesystem");
+    }
+  }
+
+  std::vector<InsertResult> results(blobs.size());
+  std::vector<ObjectId> redundant_files;
+  std::unordered_set<ObjectId, ObjectIdHash> written;
+  for (std::size_t i : to_write) written.insert(blobs[i].id);
+  auto txn = LmdbTxn::write(*env);
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    const Blob& b = blobs[i];
+    results[i].id = b.id;
+    results[i].size = b.data.size();
+    if (auto existing = index->get(txn, b.id)) {
+      existing->refcount += refs;
+      index->put(txn, *existing);
+      // Another writer indexed it first and it was packed since: our file is surplus.
+      if (existing->tier == Tier::kPacked && written.erase(b.id)) redundant_files.push_back(b.id);
+      continue;
+    }
+    if (!written.contains(b.id)) {
+      // Dropped by gc between our look-up and now is impossible (the gate), so this is
+      // a store invariant broken; refuse rather than index bytes we did not write.
+      throw StoreError(EIO, "object " + b.id.hex() + " vanished during insert");
+    }
+    ObjectInfo info;
+    info.id = b.id;
+    info.tier = Tier::kLoose;
+    info.codec = Codec::kRaw;
+    info.raw_size = info.stored_size = b.data.size();
+    info.checksum = b.checksum;
+    info.refcount = refs;
+    index->put(txn, info);
+    results[i].added = true;
+  }
+  txn.commit();
+  for (const auto& id : redundant_files) loose.remove(id);
+  return results;
+}
+
+std::vector<InsertResult> Store::insert_many(
+    const std::function<std::optional<std::span<const std::byte>>()>& next, std::uint32_t refs) {
+  std::vector<InsertResult> results;
+  std::vector<Blob> batch;
+  std::uint64_t batch_bytes = 0;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    auto r = impl_->insert_batch(batch, refs);
+    results.insert(results.end(), r.begin(), r.end());
+    batch.clear();
+    batch_bytes = 0;
+  };
+  while (auto data = next()) {
+    if (data->size() > kInMemoryLimit) {
+      flush();
+      results.push_back(insert(*data, refs));
+      continue;
+    }
+    batch.push_back(Blob{*data, {}, 0});
+    batch_bytes += data->size();
+    if (batch.size() >= kInsertBatchObjects || batch_bytes >= kInsertBatchBytes) flush();
+  }
+  flush();
+  return results;
+}
+
+std::vector<InsertResult> Store::insert_many(std::span<const std::span<const std::byte>> objects,
+                                             std::uint32_t refs) {
+  std::size_t i = 0;
+  return insert_many(
+      [&]() -> std::optional<std::span<const std::byte>> {
+        if (i == objects.size()) return std::nullopt;
+        return objects[i++];
+      },
+      refs);
+}
+
+InsertResult Store::insert(std::span<const std::byte> data, std::uint32_t refs) {
+  if (data.size() <= kInMemoryLimit) {
+    std::vector<Blob> one{Blob{data, {}, 0}};
+    return impl_->insert_batch(one, refs).front();
+  }
+  std::size_t pos = 0;
+  return insert_stream(
+      [&](std::span<std::byte> buf) {
+        std::size_t n = std::min(buf.size(), data.size() - pos);
+        std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(pos), n, buf.begin());
+        pos += n;
+        return n;
+      },
+      refs);
+}
+
+InsertResult Store::insert_stream(const std::function<std::size_t(std::span<std::byte>)>& read,
+                                  std::uint32_t refs) {
+  auto& impl = *impl_;
+  std::string staging = impl.loose.new_staging_name();
+  UniqueFd fd(::openat(impl.loose.staging_fd(), staging.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  if (!fd) throw_errno("cannot create a staging file in " + (impl.dir / "staging").string());
+  auto discard = [&] { ::unlinkat(impl.loose.staging_fd(), staging.c_str(), 0); };
+  try {
+    Sha256 sha;
+    Xxh3 xxh;
+    std::vector<std::byte> buf(kStreamPiece);
+    std::uint64_t size = 0;
+    for (;;) {
+      std::size_t n = read(buf);
+      if (n == 0) break;
+      auto piece = std::span<const std::byte>(buf).first(n);
+      sha.update(piece);
+      xxh.update(piece);
+      pwrite_full(fd.get(), piece, size);
+      size += n;
+    }
+    if (::fdatasync(fd.get()) != 0) throw_errno("cannot sync staging file");
+    fd.reset();
+    return impl.commit_streamed(staging, sha.finish(), size, xxh.digest(), refs);
+  } catch (...) {
+    discard();
+    throw;
+  }
+}
+
+InsertResult Store::Impl::commit_streamed(const std::string& staging_name, const ObjectId& id,
+                                          std::uint64_t size, std::uint64_t checksum,
+                                          std::uint32_t refs) {
+  std::shared_lock gate(loose_gate);
+  InsertResult result{id, size, false};
+  auto txn = LmdbTxn::write(*env);
+  if (auto existing = index->get(txn, id)) {
+    existing->refcount += refs;
+    index->put(txn, *existing);
+    txn.commit();
+    ::unlinkat(loose.staging_fd(), staging_name.c_str(), 0);
+    return result;
+  }
+  std::string final_name = LooseTier::relative_path(id);
+  if (::renameat(loose.staging_fd(), staging_name.c_str(), loose.dir_fd(), final_name.c_str()) != 0) {
+    throw_errno("cannot move object " + id.hex() + " into the loose tier");
+  }
+  loose.sync_dir_of(id);
+  ObjectInfo info;
+  info.id = id;
+  info.raw_size = info.stored_size = size;
+  info.checksum = checksum;
+  info.refcount = refs;
+  index->put(txn, info);
+  txn.commit();
+  result.added = true;
+  return result;
+}
+
+InsertResult Store::insert_file(const std::filesystem::path& path, std::uint32_t refs) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("cannot open " + path.string());
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + path.string());
+  if (S_ISDIR(st.st_mode)) throw StoreError(EISDIR, path.string() + " is a directory");
+  std::uint64_t offset = 0;
+  auto read = [&](std::span<std::byte> buf) -> std::size_t {
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+      if (n >= 0) {
+        offset += static_cast<std::uint64_t>(n);
+        return static_cast<std::size_t>(n);
+      }
+      if (errno != EINTR) throw_errno("cannot read " + path.string());
+    }
+  };
+  if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) <= kInMemoryLimit) {
+    std::vector<std::byte> data(static_cast<std::size_t>(st.st_size) + 1);
+    std::size_t got = 0;
+    while (std::size_t n = read(std::span<std::byte>(data).subspan(got))) {
+      got += n;
+      if (got == data.size()) data.resize(data.size() * 2);  // the file grew meanwhile
+    }
+    data.resize(got);
+    return insert(data, refs);
+  }
+  return insert_stream(read, refs);
+}
+
+// ---------------------------------------------------------------------------------
+// Reading
+
+bool Store::has(const ObjectId& id) { return impl_->lookup(id).has_value(); }
+
+std::optional<ObjectInfo> Store::stat(const ObjectId& id) { return impl_->lookup(id); }
+
+void Store::list(const std::function<void(const ObjectInfo&)>& visit) {
+  auto txn = LmdbTxn::read(*impl_->env);
+  impl_->index->for_each(txn, [&](const ObjectInfo& info) {
+    visit(info);
+    return true;
+  });
+}
+
+void Store::Impl::stream_loose(const ObjectInfo& info, int fd,
+                               const std::function<void(std::span<const std::byte>)>& out) {
+  std::vector<std::byte> buf(kStreamPiece);
+  // First pass checks, second delivers: no byte leaves before the object is known good.
+  Xxh3 xxh;
+  std::uint64_t size = 0;
+  while (std::size_t n = pread_full(fd, buf, size)) {
+    xxh.update(std::span<const std::byte>(buf).first(n));
+    size += n;
+  }
+  if (size != info.raw_size) throw corrupt_object(info.id, "loose file has the wrong size");
+  if (xxh.digest() != info.checksum) throw corrupt_object(info.id, "checksum mismatch");
+  for (std::uint64_t off = 0; off < size;) {
+    std::size_t n = pread_full(fd, buf, off);
+    if (n == 0) throw corrupt_object(info.id, "loose file shrank while being read");
+    out(std::span<const std::byte>(buf).first(n));
+    off += n;
+  }
+}
+
+void Store::Impl::stream_packed(const ObjectInfo& info, int fd,
+                                const std::function<void(std::span<const std::byte>)>& out) {
+  std::array<std::byte, kRecordHeaderSize> hb;
+  if (pread_full(fd, hb, info.offset) != hb.size()) throw corrupt_object(info.id, "record is truncated");
+  auto header = RecordHeader::decode(hb);
+  if (!header || header->id != info.id || header->stored_size != info.stored_size ||
+      header->raw_size != info.raw_size || header->codec != info.codec) {
+    throw corrupt_object(info.id, "record header does not match the index");
+  }
+  std::vector<std::byte> buf(kStreamPiece);
+  const std::uint64_t start = info.offset + kRecordHeaderSize;
+  Xxh3 xxh;
+  for (std::uint64_t done = 0; done < info.stored_size;) {
+    auto want = std::min<std::uint64_t>(buf.size(), info.stored_size - done);
+    std::size_t n = pread_full(fd, std::span<std::byte>(buf).first(want), start + done);
+    if (n != want) throw corrupt_object(info.id, "record is truncated");
+    xxh.update(std::span<const std::byte>(buf).first(n));
+    done += n;
+  }
+  if (xxh.digest() != info.checksum || header->payload_xxh3 != info.checksum) {
+    throw corrupt_object(info.id, "payload checksum mismatch");
+  }
+  ZstdDecompressStream zstd;
+  std::vector<std::byte> raw;
+  std::uint64_t delivered = 0;
+  for (std::uint64_t done = 0; done < info.stored_size;) {
+    auto want = std::min<std::uint64_t>(buf.size(), info.stored_size - done);
+    std::size_t n = pread_full(fd, std::span<std::byte>(buf).first(want), start + done);
+    if (n != want) throw corrupt_object(info.id, "record is truncated");
+    auto piece = std::span<const std::byte>(buf).first(n);
+    done += n;
+    if (info.codec == Codec::kRaw) {
+      out(piece);
+      delivered += n;
+      continue;
+    }
+    raw.clear();
+    zstd.update(piece, raw);
+    delivered += raw.size();
+    if (delivered > info.raw_size) throw corrupt_object(info.id, "decodes to more bytes than recorded");
+    if (!raw.empty()) out(as_span(raw));
+  }
+  if (delivered != info.raw_size || (info.codec == Codec::kZstd && !zstd.finished())) {
+    throw corrupt_object(info.id, "decodes to fewer bytes than recorded");
+  }
+}
+
+void Store::Impl::read_object(const ObjectInfo& info,
+                              const std::function<void(std::span<const std::byte>)>& out) {
+  if (info.tier == Tier::kLoose) {
+    UniqueFd fd = loose.open_read(info.id);
+    if (!fd) throw_errno("cannot open loose object " + info.id.hex());
+    if (info.raw_size > kInMemoryLimit) return stream_loose(info, fd.get(), out);
+    std::vector<std::byte> buf(info.raw_size + 1);
+    std::size_t got = pread_full(fd.get(), buf, 0);
+    check_loose(info, buf, static_cast<std::int64_t>(got));
+    out(std::span<const std::byte>(buf).first(info.raw_size));
+    return;
+  }
+  auto fd = packs.open_read(info.pack_id);
+  if (info.stored_size > kInMemoryLimit) return stream_packed(info, fd->get(), out);
+  std::vector<std::byte> rec(kRecordHeaderSize + info.stored_size);
+  pread_full(fd->get(), rec, info.offset);
+  std::vector<std::byte> scratch;
+  out(decode_payload(info, check_record(info, rec), scratch));
+}
+
+void Store::Impl::read_object_retrying(const ObjectId& id,
+                                       const std::function<void(std::span<const std::byte>)>& out) {
+  // A concurrent pack or repack may move the object between our look-up and our
+  // read; the old location then no longer exists (ENOENT) and the index has the new.
+  for (int attempt = 0;; ++attempt) {
+    auto info = lookup(id);
+    if (!info) throw StoreError(ENOENT, "object " + id.hex() + " is not in the store");
+    try {
+      read_object(*info, out);
+      return;
+    } catch (const StoreError& e) {
+      if (e.code() != ENOENT || attempt == 3) throw;
+    }
+  }
+}
+
+std::vector<std::byte> Store::read(const ObjectId& id) {
+  std::vector<std::byte> result;
+  impl_->read_object_retrying(
+      id, [&](std::span<const std::byte> piece) { result.insert(result.end(), piece.begin(), piece.end()); });
+  return result;
+}
+
+void Store::extract(const ObjectId& id, const std::function<void(std::span<const std::byte>)>& out) {
+  impl_->read_object_retrying(id, out);
+}
+
+void Store::Impl::extract_batch(std::span<const ObjectInfo> infos, std::span<const std::size_t> order,
+                                const ExtractSink& sink) {
+  // Packed records: coalesce neighbours into one read.
+  struct Range {
+    int fd;
+    std::uint64_t start, end;
+    std::vector<std::byte> buf;
+  };
+  std::vector<Range> ranges;
+  std::vector<std::shared_ptr<const UniqueFd>> pack_fds;
+  std::vector<std::size_t> range_of(order.size(), SIZE_MAX);
+  std::vector<std::size_t> loose_slots;
+  std::vector<std::string> loose_paths;
+  std::vector<std::vector<std::byte>> loose_bufs;
+  std::vector<int> open_errors(order.size(), 0);
+
+  std::uint32_t current_pack = 0;
+  int current_fd = -1;
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const ObjectInfo& info = infos[order[k]];
+    if (info.tier == Tier::kLoose) {
+      loose_slots.push_back(k);
+      continue;
+    }
+    if (current_fd < 0 || info.pack_id != current_pack) {
+      try {
+        pack_fds.push_back(packs.open_read(info.pack_id));
+        current_fd = pack_fds.back()->get();
+        current_pack = info.pack_id;
+      } catch (const StoreError& e) {
+        open_errors[k] = e.code();
+        current_fd = -1;
+        continue;
+      }
+    }
+    std::uint64_t start = info.offset, end = info.offset + kRecordHeaderSize + info.stored_size;
+    if (!ranges.empty() && ranges.back().fd == current_fd && start >= ranges.back().end &&
+        start - ranges.back().end <= kCoalesceGap && end - ranges.back().start <= kCoalesceMax) {
+      ranges.back().end = end;
+    } else {
+      ranges.push_back(Range{current_fd, start, end, {}});
+    }
+    range_of[k] = ranges.size() - 1;
+  }
+
+  std::vector<ReadOp> reads(ranges.size());
+  for (std::size_t r = 0; r < ranges.size(); ++r) {
+    ranges[r].buf.resize(ranges[r].end - ranges[r].start);
+    reads[r] = ReadOp{ranges[r].fd, ranges[r].start, ranges[r].buf, 0};
+  }
+  std::vector<ReadFileOp> file_reads(loose_slots.size());
+  loose_paths.resize(loose_slots.size());
+  loose_bufs.resize(loose_slots.size());
+  for (std::size_t j = 0; j < loose_slots.size(); ++j) {
+    const ObjectInfo& info = infos[order[loose_slots[j]]];
+    loose_paths[j] = LooseTier::relative_path(info.id);
+    loose_bufs[j].resize(info.raw_size + 1);
+    file_reads[j].dir_fd = loose.dir_fd();
+    file_reads[j].path = loose_paths[j].c_str();
+    file_reads[j].buf = loose_bufs[j];
+  }
+  if (!reads.empty()) io->read(reads);
+  if (!file_reads.empty()) io->read_files(file_reads);
+
+  std::vector<std::byte> scratch;
+  std::size_t next_loose = 0;
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    std::size_t slot = order[k];
+    const ObjectInfo& info = infos[slot];
+    try {
+      std::span<const std::byte> raw;
+      if (info.tier == Tier::kLoose) {
+        std::size_t j = next_loose++;
+        if (file_reads[j].result == -ENOENT) {
+          // Packed since we looked: read it from its new home.
+          read_object_retrying(info.id, [&](auto piece) { sink.data(slot, piece); });
+          sink.done(slot);
+          continue;
+        }
+        check_loose(info, loose_bufs[j], file_reads[j].result);
+        raw = std::span<const std::byte>(loose_bufs[j]).first(info.raw_size);
+      } else {
+        if (open_errors[k] != 0) {
+          if (open_errors[k] != ENOENT) throw StoreError(open_errors[k], "cannot open pack");
+          read_object_retrying(info.id, [&](auto piece) { sink.data(slot, piece); });
+          sink.done(slot);
+          continue;
+        }
+        const Range& range = ranges[range_of[k]];
+        const ReadOp& op = reads[range_of[k]];
+        if (op.result < 0) throw StoreError(static_cast<int>(-op.result), "cannot read pack");
+        std::uint64_t at = info.offset - range.start;
+        std::uint64_t avail = static_cast<std::uint64_t>(op.result) > at ? op.result - at : 0;
+        auto rec = std::span<const std::byte>(range.buf).subspan(
+            at, std::min<std::uint64_t>(avail, kRecordHeaderSize + info.stored_size));
+        raw = decode_payload(info, check_record(info, rec), scratch);
+      }
+      sink.data(slot, raw);
+      sink.done(slot);
+    } catch (const StoreError& e) {
+      sink.error(slot, e);
+    }
+  }
+}
+
+void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink) {
+  auto& impl = *impl_;
+  std::vector<ObjectInfo> infos(ids.size());
+  std::vector<std::size_t> order;
+  order.reserve(ids.size());
+  {
+    auto txn = LmdbTxn::read(*impl.env);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto info = impl.index->get(txn, ids[i]);
+      if (!info) {
+        sink.error(i, StoreError(ENOENT, "object " + ids[i].hex() + " is not in the store"));
+        continue;
+      }
+      infos[i] = *info;
+      order.push_back(i);
+    }
+  }
+  // Packs in file order first (sequential reads), then loose objects.
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const auto& x = infos[a];
+    const auto& y = infos[b];
+    if (x.tier != y.tier) return x.tier == Tier::kPacked;
+    if (x.tier == Tier::kPacked) return std::tie(x.pack_id, x.offset) < std::tie(y.pack_id, y.offset);
+    return x.id < y.id;
+  });
+  std::vector<std::size_t> batch;
+  std::uint64_t batch_bytes = 0;
+  auto flush = [&] {
+    if (!batch.empty()) impl.extract_batch(infos, batch, sink);
+    batch.clear();
+    batch_bytes = 0;
+  };
+  for (std::size_t i : order) {
+    const ObjectInfo& info = infos[i];
+    if (info.stored_size > kInMemoryLimit) {
+      try {
+        impl.read_object_retrying(info.id, [&](auto piece) { sink.data(i, piece); });
+        sink.done(i);
+      } catch (const StoreError& e) {
+        sink.error(i, e);
+      }
+      continue;
+    }
+    batch.push_back(i);
+    batch_bytes += info.stored_size + kRecordHeaderSize;
+    if (batch.size() >= kReadBatchOps || batch_bytes >= kReadBatchBytes) flush();
+  }
+  flush();
+}
+
+// ---------------------------------------------------------------------------------
+// References
+
+void Store::add_ref(const ObjectId& id, std::uint64_t n) {
+  auto txn = LmdbTxn::write(*impl_->env);
+  impl_->index->add_ref(txn, id, n);
+  txn.commit();
+}
+
+void Store::release(const ObjectId& id, std::uint64_t n) {
+  auto txn = LmdbTxn::write(*impl_->env);
+  impl_->index->release(txn, id, n);
+  txn.commit();
+}
+
+}  // namespace casfs

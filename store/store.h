@@ -129,6 +129,12 @@ struct ExtractSink {
   std::function<void(std::size_t index, const StoreError& error)> error;
 };
 
+struct OpenOptions {
+  // Open even when meta/ is missing or belongs to another store, so that
+  // rebuild_index() can recreate it. Everything else must wait for that rebuild.
+  bool allow_missing_index = false;
+};
+
 class Store {
  public:
   // Creates a new, empty store in `dir` (created if missing; must be empty if it
@@ -138,7 +144,8 @@ class Store {
   // Opens an existing store and takes its lock. Throws StoreError (one-line message,
   // nothing changed) when dir is missing, is not a store, has a newer format
   // version, or is locked by another process.
-  static std::unique_ptr<Store> open(const std::filesystem::path& dir);
+  static std::unique_ptr<Store> open(const std::filesystem::path& dir,
+                                     const OpenOptions& options = {});
 
   ~Store();
   Store(const Store&) = delete;
@@ -197,8 +204,10 @@ class Store {
   RebuildReport rebuild_index(const ProgressFn& progress = {});
   StoreStatus status();
 
- private:
+  // The implementation, shared by the files that make up the store (store_impl.h).
   struct Impl;
+
+ private:
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

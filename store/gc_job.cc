@@ -1,0 +1,101 @@
+// gc: drops objects nobody references (refcount 0).
+//
+// A loose object's entry is removed in one transaction, then its file is unlinked;
+// a packed object's entry is removed and its record counted as dead bytes in the
+// pack, for repack to reclaim. gc also removes files left behind by crashes: loose
+// files no entry names as loose (pack crashed before unlinking them, or an insert
+// crashed before indexing) and pack files no pack entry names.
+#include <unordered_set>
+
+#include "store/failpoint.h"
+#include "store/store_impl.h"
+
+namespace casfs {
+
+namespace {
+constexpr std::size_t kGcBatch = 1024;
+}
+
+void Store::Impl::remove_orphan_packs() {
+  std::unordered_set<std::uint32_t> known;
+  {
+    auto txn = LmdbTxn::read(*env);
+    index->for_each_pack(txn, [&](const PackInfo& p) { known.insert(p.id); });
+  }
+  for (std::uint32_t id : packs.list_files()) {
+    if (!known.contains(id)) packs.remove(id);
+  }
+}
+
+GcReport Store::gc(const ProgressFn& progress) {
+  auto& impl = *impl_;
+  std::lock_guard job(impl.maintenance);
+  GcReport report;
+  impl.remove_orphan_packs();
+
+  std::vector<ObjectInfo> dead;
+  {
+    auto txn = LmdbTxn::read(*impl.env);
+    impl.index->for_each(txn, [&](const ObjectInfo& info) {
+      if (info.refcount == 0) dead.push_back(info);
+      return true;
+    });
+  }
+  const std::uint64_t total = dead.size() + 256;
+  std::uint64_t done = 0;
+
+  for (std::size_t from = 0; from < dead.size(); from += kGcBatch) {
+    std::size_t to = std::min(dead.size(), from + kGcBatch);
+    // Exclusive: no insert may find one of these entries and count a reference on
+    // it between our commit and our unlink.
+    std::unique_lock gate(impl.loose_gate);
+    std::vector<ObjectId> unlink;
+    auto txn = LmdbTxn::write(*impl.env);
+    for (std::size_t i = from; i < to; ++i) {
+      auto info = impl.index->get(txn, dead[i].id);
+      if (!info || info->refcount != 0) continue;  // referenced again meanwhile
+      impl.index->erase(txn, info->id);
+      if (info->tier == Tier::kLoose) {
+        unlink.push_back(info->id);
+        report.loose_removed += 1;
+        report.bytes_freed += info->raw_size;
+        continue;
+      }
+      auto pack = impl.index->get_pack(txn, info->pack_id);
+      if (pack) {
+        std::uint64_t rec = kRecordHeaderSize + info->stored_size;
+        pack->live_bytes -= std::min(pack->live_bytes, rec);
+        pack->live_records -= std::min<std::uint64_t>(pack->live_records, 1);
+        pack->dead_bytes += rec;
+        impl.index->put_pack(txn, *pack);
+      }
+      report.packed_dropped += 1;
+      report.bytes_freed += kRecordHeaderSize + info->stored_size;
+    }
+    txn.commit();
+    failpoint("gc.dropped");
+    for (const auto& id : unlink) impl.loose.remove(id);
+    done += to - from;
+    if (progress) progress(done, total);
+  }
+
+  // Loose files that no loose entry names.
+  for (unsigned prefix = 0; prefix < 256; ++prefix) {
+    std::unique_lock gate(impl.loose_gate);
+    auto txn = LmdbTxn::read(*impl.env);
+    std::vector<std::string> orphans;
+    impl.loose.for_each_in_prefix(prefix, [&](const ObjectId& id, const std::string& rel, bool valid) {
+      if (!valid) return;  // not ours to delete
+      auto info = impl.index->get(txn, id);
+      if (!info || info->tier != Tier::kLoose) orphans.push_back(rel);
+    });
+    txn.abort();
+    for (const auto& rel : orphans) {
+      if (::unlinkat(impl.loose.dir_fd(), rel.c_str(), 0) == 0) report.loose_removed += 1;
+    }
+    if (progress) progress(++done, total);
+  }
+  return report;
+}
+
+}  // namespace casfs

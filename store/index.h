@@ -1,0 +1,64 @@
+// The store's tables inside the shared LMDB environment:
+//   objects: SHA-256 (32 bytes) → ObjectInfo (where, sizes, codec, checksum, refcount)
+//   packs:   pack id (u32, big-endian so ids sort) → PackInfo
+//   meta:    small named values (the store's uuid, the next pack id)
+// Every method takes the caller's transaction, so the filesystem can change its own
+// tables and the refcounts they imply in one commit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "store/lmdb.h"
+#include "store/store.h"
+
+namespace casfs {
+
+struct PackInfo {
+  std::uint32_t id = 0;
+  std::uint64_t size = 0;          // committed length of the file; bytes past it are torn
+  std::uint64_t live_bytes = 0;    // records the index points at (header + payload)
+  std::uint64_t live_records = 0;
+  std::uint64_t dead_bytes = 0;    // records nobody points at any more
+};
+
+class Index {
+ public:
+  explicit Index(LmdbEnv& env);
+
+  std::optional<ObjectInfo> get(const LmdbTxn& txn, const ObjectId& id) const;
+  void put(LmdbTxn& txn, const ObjectInfo& info);
+  bool erase(LmdbTxn& txn, const ObjectId& id);
+  // Visits entries in id order, starting at `from` when given; stop by returning false.
+  void for_each(const LmdbTxn& txn, const std::function<bool(const ObjectInfo&)>& visit,
+                const ObjectId* from = nullptr) const;
+
+  // Reference counting inside the caller's write transaction. add_ref/release throw
+  // StoreError(ENOENT) for a missing object; release below zero throws EINVAL.
+  // Both return the new refcount.
+  std::uint64_t add_ref(LmdbTxn& txn, const ObjectId& id, std::uint64_t n);
+  std::uint64_t release(LmdbTxn& txn, const ObjectId& id, std::uint64_t n);
+
+  std::optional<PackInfo> get_pack(const LmdbTxn& txn, std::uint32_t id) const;
+  void put_pack(LmdbTxn& txn, const PackInfo& info);
+  void erase_pack(LmdbTxn& txn, std::uint32_t id);
+  void for_each_pack(const LmdbTxn& txn, const std::function<void(const PackInfo&)>& visit) const;
+
+  std::optional<std::string> get_meta(const LmdbTxn& txn, std::string_view key) const;
+  void put_meta(LmdbTxn& txn, std::string_view key, std::string_view value);
+
+  // Hands out pack ids that are never reused, even after a pack is removed.
+  std::uint32_t allocate_pack_id(LmdbTxn& txn);
+
+  // Empties the objects and packs tables (rebuild_index).
+  void clear_objects_and_packs(LmdbTxn& txn);
+
+ private:
+  MDB_dbi objects_;
+  MDB_dbi packs_;
+  MDB_dbi meta_;
+};
+
+}  // namespace casfs

@@ -1,0 +1,272 @@
+// pack: moves loose objects into the newest pack, compressing what is worth it.
+//
+// Crash safety, step by step (each step is a failpoint the crash tests stop at):
+//   1. records are appended past the pack's committed end  (pack.appended)
+//   2. the pack is synced                                  (pack.synced)
+//   3. one index transaction points the objects at their records and moves the
+//      pack's committed end                                (pack.committed)
+//   4. the loose files are unlinked                        (pack.unlinked)
+// A crash before 3 leaves a tail that reopening the pack cuts off; a crash before 4
+// leaves loose files the index no longer names, which gc removes.
+#include <algorithm>
+#include <future>
+
+#include "store/failpoint.h"
+#include "store/object_check.h"
+#include "store/store_impl.h"
+
+namespace casfs {
+
+namespace {
+
+struct PackedRecord {
+  std::size_t object;  // index into the batch
+  std::uint64_t offset_in_buffer;
+  RecordHeader header;
+};
+
+// Appends one record for `raw` to `out`, compressed when it pays.
+RecordHeader encode_record(const ObjectInfo& info, std::span<const std::byte> raw, int level,
+                           std::vector<std::byte>& out) {
+  RecordHeader header;
+  header.id = info.id;
+  header.raw_size = raw.size();
+  std::size_t at = out.size();
+  out.resize(at + kRecordHeaderSize);
+  if (worth_compressing(raw.first(std::min<std::size_t>(raw.size(), 64 << 10)), raw.size())) {
+    std::size_t n = zstd_compress(raw, level, out);
+    if (n < raw.size()) {
+      header.codec = Codec::kZstd;
+      header.stored_size = n;
+    } else {
+      out.resize(at + kRecordHeaderSize);
+    }
+  }
+  if (header.codec == Codec::kRaw) {
+    out.insert(out.end(), raw.begin(), raw.end());
+    header.stored_size = raw.size();
+  }
+  header.payload_xxh3 =
+      Xxh3::of(std::span<const std::byte>(out).subspan(at + kRecordHeaderSize, header.stored_size));
+  auto hb = header.encode();
+  std::copy(hb.begin(), hb.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
+  return header;
+}
+
+// Streams a large loose object into the pack at its end; returns its header and
+// record offset. The object is checked against the index first.
+std::pair<RecordHeader, std::uint64_t> append_large(Store::Impl& impl, PackAppender& pack,
+                                                    const ObjectInfo& info, int level) {
+  UniqueFd fd = impl.loose.open_read(info.id);
+  if (!fd) throw_errno("cannot open loose object " + info.id.hex());
+  std::vector<std::byte> buf(kStreamPiece);
+  Xxh3 check;
+  std::uint64_t size = 0;
+  while (std::size_t n = pread_full(fd.get(), buf, size)) {
+    check.update(std::span<const std::byte>(buf).first(n));
+    size += n;
+  }
+  if (size != info.raw_size || check.digest() != info.checksum) {
+    throw corrupt_object(info.id, "loose file does not match its index entry");
+  }
+  std::size_t head = pread_full(fd.get(), buf, 0);
+  bool compress = worth_compressing(std::span<const std::byte>(buf).first(std::min<std::size_t>(head, 64 << 10)), size);
+
+  RecordHeader header;
+  header.id = info.id;
+  header.raw_size = size;
+  header.codec = compress ? Codec::kZstd : Codec::kRaw;
+  const std::uint64_t record_at = pack.size();
+  std::uint64_t out_at = record_at + kRecordHeaderSize;
+  Xxh3 payload;
+  std::vector<std::byte> out;
+  std::optional<ZstdCompressStream> zstd;
+  if (compress) zstd.emplace(level);
+  auto emit = [&](std::span<const std::byte> bytes) {
+    payload.update(bytes);
+    pwrite_full(pack.fd(), bytes, out_at);
+    out_at += bytes.size();
+  };
+  for (std::uint64_t off = 0; off < size;) {
+    std::size_t n = pread_full(fd.get(), buf, off);
+    if (n == 0) throw corrupt_object(info.id, "loose file shrank while being packed");
+    off += n;
+    auto piece = std::span<const std::byte>(buf).first(n);
+    if (!zstd) {
+      emit(piece);
+      continue;
+    }
+    out.clear();
+    zstd->update(piece, out);
+    if (!out.empty()) emit(out);
+  }
+  if (zstd) {
+    out.clear();
+    zstd->finish(out);
+    emit(out);
+  }
+  header.stored_size = out_at - record_at - kRecordHeaderSize;
+  header.payload_xxh3 = payload.digest();
+  pwrite_full(pack.fd(), header.encode(), record_at);
+  pack.reserve(header.record_size());
+  return {header, record_at};
+}
+
+}  // namespace
+
+PackAppender Store::Impl::open_pack_for_append() {
+  std::optional<PackInfo> newest;
+  {
+    auto txn = LmdbTxn::read(*env);
+    index->for_each_pack(txn, [&](const PackInfo& p) { newest = p; });
+  }
+  if (newest && newest->size < config.settings.pack_target_bytes) {
+    return PackAppender::reopen(packs, newest->id, newest->size);
+  }
+  std::uint32_t id;
+  {
+    auto txn = LmdbTxn::write(*env);
+    id = index->allocate_pack_id(txn);
+    txn.commit();
+  }
+  auto pack = PackAppender::create(packs, id);
+  auto txn = LmdbTxn::write(*env);
+  index->put_pack(txn, PackInfo{id, pack.size(), 0, 0, 0});
+  txn.commit();
+  return pack;
+}
+
+PackReport Store::pack(const ProgressFn& progress) {
+  auto& impl = *impl_;
+  std::lock_guard job(impl.maintenance);
+  const int level = impl.config.settings.compression_level;
+
+  std::vector<ObjectInfo> todo;
+  {
+    auto txn = LmdbTxn::read(*impl.env);
+    impl.index->for_each(txn, [&](const ObjectInfo& info) {
+      if (info.tier == Tier::kLoose) todo.push_back(info);
+      return true;
+    });
+  }
+  PackReport report;
+  if (todo.empty()) return report;
+
+  std::optional<PackAppender> pack;
+  std::size_t next = 0;
+  while (next < todo.size()) {
+    if (!pack || pack->size() >= impl.config.settings.pack_target_bytes) {
+      pack.emplace(impl.open_pack_for_append());
+    }
+    // One batch: small objects read together, or one large object streamed.
+    std::vector<std::size_t> batch;
+    std::uint64_t batch_bytes = 0;
+    while (next < todo.size() && batch.size() < kReadBatchOps && batch_bytes < kReadBatchBytes) {
+      if (todo[next].raw_size > kInMemoryLimit && !batch.empty()) break;
+      batch.push_back(next);
+      batch_bytes += todo[next].raw_size;
+      ++next;
+      if (todo[batch.back()].raw_size > kInMemoryLimit) break;
+    }
+
+    // (object index in todo, header, offset in pack)
+    std::vector<std::tuple<std::size_t, RecordHeader, std::uint64_t>> placed;
+    if (todo[batch.front()].raw_size > kInMemoryLimit) {
+      try {
+        auto [header, at] = append_large(impl, *pack, todo[batch.front()], level);
+        placed.emplace_back(batch.front(), header, at);
+      } catch (const StoreError&) {
+        // A missing or damaged loose object stays where it is; verify reports it.
+      }
+    } else {
+      std::vector<std::string> paths(batch.size());
+      std::vector<std::vector<std::byte>> bufs(batch.size());
+      std::vector<ReadFileOp> reads(batch.size());
+      for (std::size_t k = 0; k < batch.size(); ++k) {
+        const ObjectInfo& info = todo[batch[k]];
+        paths[k] = LooseTier::relative_path(info.id);
+        bufs[k].resize(info.raw_size + 1);
+        reads[k].dir_fd = impl.loose.dir_fd();
+        reads[k].path = paths[k].c_str();
+        reads[k].buf = bufs[k];
+      }
+      impl.io->read_files(reads);
+
+      // Compress on two workers; each builds its own run of records.
+      std::vector<bool> good(batch.size(), false);
+      for (std::size_t k = 0; k < batch.size(); ++k) {
+        try {
+          check_loose(todo[batch[k]], bufs[k], reads[k].result);
+          good[k] = true;
+        } catch (const StoreError&) {
+        }
+      }
+      auto encode_range = [&](std::size_t from, std::size_t to, std::vector<std::byte>& out) {
+        std::vector<PackedRecord> recs;
+        for (std::size_t k = from; k < to; ++k) {
+          if (!good[k]) continue;
+          const ObjectInfo& info = todo[batch[k]];
+          std::uint64_t at = out.size();
+          auto h = encode_record(info, std::span<const std::byte>(bufs[k]).first(info.raw_size), level, out);
+          recs.push_back(PackedRecord{k, at, h});
+        }
+        return recs;
+      };
+      std::size_t half = batch.size() / 2;
+      std::vector<std::byte> out_a, out_b;
+      auto second = std::async(std::launch::async, [&] { return encode_range(half, batch.size(), out_b); });
+      auto recs_a = encode_range(0, half, out_a);
+      auto recs_b = second.get();
+      bufs.clear();
+
+      std::uint64_t at_a = pack->reserve(out_a.size());
+      std::uint64_t at_b = pack->reserve(out_b.size());
+      std::vector<WriteOp> writes;
+      if (!out_a.empty()) writes.push_back(WriteOp{pack->fd(), at_a, out_a, 0});
+      if (!out_b.empty()) writes.push_back(WriteOp{pack->fd(), at_b, out_b, 0});
+      impl.io->write(writes);
+      for (const auto& w : writes) {
+        if (w.result < 0) throw_errno(static_cast<int>(-w.result), "cannot append to pack");
+      }
+      for (const auto& r : recs_a) placed.emplace_back(batch[r.object], r.header, at_a + r.offset_in_buffer);
+      for (const auto& r : recs_b) placed.emplace_back(batch[r.object], r.header, at_b + r.offset_in_buffer);
+    }
+    failpoint("pack.appended");
+    pack->sync();
+    failpoint("pack.synced");
+
+    {
+      auto txn = LmdbTxn::write(*impl.env);
+      auto pinfo = impl.index->get_pack(txn, pack->id()).value_or(PackInfo{pack->id(), 0, 0, 0, 0});
+      for (const auto& [i, header, at] : placed) {
+        auto info = impl.index->get(txn, todo[i].id);
+        if (!info || info->tier != Tier::kLoose) {
+          pinfo.dead_bytes += header.record_size();
+          continue;
+        }
+        info->tier = Tier::kPacked;
+        info->codec = header.codec;
+        info->pack_id = pack->id();
+        info->offset = at;
+        info->stored_size = header.stored_size;
+        info->checksum = header.payload_xxh3;
+        impl.index->put(txn, *info);
+        pinfo.live_bytes += header.record_size();
+        pinfo.live_records += 1;
+        report.objects += 1;
+        report.raw_bytes += header.raw_size;
+        report.stored_bytes += header.stored_size;
+      }
+      pinfo.size = pack->size();
+      impl.index->put_pack(txn, pinfo);
+      txn.commit();
+    }
+    failpoint("pack.committed");
+    for (const auto& [i, header, at] : placed) impl.loose.remove(todo[i].id);
+    failpoint("pack.unlinked");
+    if (progress) progress(next, todo.size());
+  }
+  return report;
+}
+
+}  // namespace casfs

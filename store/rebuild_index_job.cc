@@ -1,0 +1,140 @@
+// rebuild_index: recreates the objects and packs tables from the pack files and the
+// loose files alone. Every pack record is checked (header and payload XXH3) and
+// every loose file rehashed before it is indexed; the first good copy of an object
+// wins (packed before loose). Refcounts are kept from the old index where it can be
+// read and is this store's; otherwise each object found gets one reference (nothing
+// is lost; the filesystem's fsck recomputes exact counts). An object that a readable
+// old index did not have was dropped by gc: it stays out, its bytes count as dead.
+#include <sys/stat.h>
+
+#include <unordered_map>
+
+#include "store/store_impl.h"
+
+namespace casfs {
+
+RebuildReport Store::rebuild_index(const ProgressFn& progress) {
+  auto& impl = *impl_;
+  std::lock_guard job(impl.maintenance);
+  RebuildReport report;
+
+  // What the old index knew, if it is ours.
+  std::unordered_map<ObjectId, std::uint64_t, ObjectIdHash> old_refs;
+  bool old_index_usable = false;
+  try {
+    auto txn = LmdbTxn::read(*impl.env);
+    if (impl.index->get_meta(txn, "store_uuid") == impl.config.uuid) {
+      impl.index->for_each(txn, [&](const ObjectInfo& info) {
+        old_refs.emplace(info.id, info.refcount);
+        return true;
+      });
+      old_index_usable = true;
+    }
+  } catch (const StoreError&) {
+    old_refs.clear();
+  }
+  auto refcount_for = [&](const ObjectId& id) -> std::optional<std::uint64_t> {
+    if (!old_index_usable) return 1;
+    auto it = old_refs.find(id);
+    if (it == old_refs.end()) return std::nullopt;
+    return it->second;
+  };
+
+  std::unordered_map<ObjectId, ObjectInfo, ObjectIdHash> found;
+  std::vector<PackInfo> packs;
+  auto pack_ids = impl.packs.list_files();
+  std::uint32_t max_pack_id = 0;
+  std::uint64_t done = 0;
+  const std::uint64_t total = pack_ids.size() + 256;
+  std::vector<std::byte> buf;
+  for (std::uint32_t pack_id : pack_ids) {
+    max_pack_id = std::max(max_pack_id, pack_id);
+    auto fd = impl.packs.open_read(pack_id);
+    PackInfo pinfo{pack_id, 0, 0, 0, 0};
+    auto scan = scan_pack(fd->get(), [&](std::uint64_t offset, const RecordHeader& h) {
+      // Check the payload before trusting the record.
+      bool good = true;
+      Xxh3 xxh;
+      buf.resize(std::min<std::uint64_t>(h.stored_size, kStreamPiece));
+      for (std::uint64_t d = 0; d < h.stored_size && good;) {
+        auto want = std::min<std::uint64_t>(buf.size(), h.stored_size - d);
+        auto piece = std::span<std::byte>(buf).first(want);
+        good = pread_full(fd->get(), piece, offset + kRecordHeaderSize + d) == want;
+        xxh.update(piece);
+        d += want;
+      }
+      good = good && xxh.digest() == h.payload_xxh3;
+      auto refs = refcount_for(h.id);
+      if (!good || !refs || found.contains(h.id)) {
+        pinfo.dead_bytes += h.record_size();
+        return;
+      }
+      ObjectInfo info;
+      info.id = h.id;
+      info.tier = Tier::kPacked;
+      info.codec = h.codec;
+      info.pack_id = pack_id;
+      info.offset = offset;
+      info.raw_size = h.raw_size;
+      info.stored_size = h.stored_size;
+      info.checksum = h.payload_xxh3;
+      info.refcount = *refs;
+      found.emplace(h.id, info);
+      pinfo.live_bytes += h.record_size();
+      pinfo.live_records += 1;
+      report.packed_objects += 1;
+    });
+    if (!scan.header_ok) continue;  // not a pack of ours; leave it alone
+    pinfo.size = scan.valid_end;
+    report.torn_bytes += scan.file_size - scan.valid_end;
+    packs.push_back(pinfo);
+    if (progress) progress(++done, total);
+  }
+
+  buf.resize(kStreamPiece);
+  for (unsigned prefix = 0; prefix < 256; ++prefix) {
+    impl.loose.for_each_in_prefix(prefix, [&](const ObjectId& id, const std::string& rel, bool valid) {
+      if (!valid || found.contains(id)) return;
+      UniqueFd fd(::openat(impl.loose.dir_fd(), rel.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd) return;
+      Sha256 sha;
+      Xxh3 xxh;
+      std::uint64_t size = 0;
+      while (std::size_t n = pread_full(fd.get(), buf, size)) {
+        auto piece = std::span<const std::byte>(buf).first(n);
+        sha.update(piece);
+        xxh.update(piece);
+        size += n;
+      }
+      if (sha.finish() != id) {
+        report.bad_loose_files += 1;
+        return;
+      }
+      auto refs = refcount_for(id);
+      if (!refs) return;  // gc's to remove
+      ObjectInfo info;
+      info.id = id;
+      info.raw_size = info.stored_size = size;
+      info.checksum = xxh.digest();
+      info.refcount = *refs;
+      found.emplace(id, info);
+      report.loose_objects += 1;
+    });
+    if (progress) progress(++done, total);
+  }
+
+  auto txn = LmdbTxn::write(*impl.env);
+  std::uint32_t next_id = 1;
+  if (old_index_usable) {
+    if (auto v = impl.index->get_meta(txn, "next_pack_id")) next_id = static_cast<std::uint32_t>(std::stoul(*v));
+  }
+  impl.index->clear_objects_and_packs(txn);
+  for (const auto& [id, info] : found) impl.index->put(txn, info);
+  for (const auto& p : packs) impl.index->put_pack(txn, p);
+  impl.index->put_meta(txn, "store_uuid", impl.config.uuid);
+  impl.index->put_meta(txn, "next_pack_id", std::to_string(std::max(next_id, max_pack_id + 1)));
+  txn.commit();
+  return report;
+}
+
+}  // namespace casfs

@@ -1,0 +1,26 @@
+// STORE/casfs.json: the store's identity and the settings fixed at creation.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "store/store.h"
+
+namespace casfs {
+
+inline constexpr int kStoreFormatVersion = 1;
+
+struct StoreConfig {
+  int version = kStoreFormatVersion;
+  std::string uuid;
+  StoreSettings settings;
+
+  static StoreConfig create(const StoreSettings& settings);  // with a fresh uuid
+  // Throws StoreError with a one-line message: missing directory, not a store,
+  // unreadable or malformed casfs.json, or a newer format version.
+  static StoreConfig load(const std::filesystem::path& store_dir);
+  // Written to a temporary file, synced and renamed into place.
+  void save(const std::filesystem::path& store_dir) const;
+};
+
+}  // namespace casfs

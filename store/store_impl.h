@@ -1,0 +1,91 @@
+// The inside of Store, shared by store.cc (insert, read, references) and the
+// maintenance jobs, each in a file of its own (pack_job.cc, gc_job.cc,
+// repack_job.cc, verify_job.cc, rebuild_index_job.cc).
+#pragma once
+
+#include <fcntl.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+#include "store/index.h"
+#include "store/io_engine.h"
+#include "store/lmdb.h"
+#include "store/loose.h"
+#include "store/pack_file.h"
+#include "store/store.h"
+#include "store/store_config.h"
+#include "store/store_lock.h"
+
+namespace casfs {
+
+// Objects up to this size are read, checked and handed over whole; larger ones are
+// streamed in pieces of kStreamPiece (checked in a first pass, then delivered).
+inline constexpr std::uint64_t kInMemoryLimit = 8 << 20;
+inline constexpr std::size_t kStreamPiece = 1 << 20;
+// Bytes and operations per batch when many objects are read (pack, extract_many).
+inline constexpr std::uint64_t kReadBatchBytes = 32 << 20;
+inline constexpr std::size_t kReadBatchOps = 2048;
+
+struct Blob {
+  std::span<const std::byte> data;
+  ObjectId id;
+  std::uint64_t checksum = 0;
+};
+
+struct Store::Impl {
+  std::filesystem::path dir;
+  StoreConfig config;
+  StoreLock lock;
+  std::unique_ptr<IoEngine> io;
+  std::unique_ptr<LmdbEnv> env;
+  std::unique_ptr<Index> index;
+  LooseTier loose;
+  PackFiles packs;
+  UniqueFd store_fd;  // for syncfs
+  // Inserts hold it shared from "is it there?" to the index commit; gc holds it
+  // exclusively while it drops entries and unlinks their files, so an insert can
+  // never count a reference on an object whose file is being deleted.
+  std::shared_mutex loose_gate;
+  // One maintenance job (pack, gc, repack, verify, rebuild) at a time.
+  std::mutex maintenance;
+
+  Impl(const std::filesystem::path& d, StoreConfig c)
+      : dir(d),
+        config(std::move(c)),
+        lock(d),
+        io(make_io_engine(d)),
+        loose(d),
+        packs(d),
+        store_fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (!store_fd) throw_errno("cannot open " + d.string());
+  }
+
+  // --- inserting ---------------------------------------------------------------
+  std::vector<InsertResult> insert_batch(std::vector<Blob>& blobs, std::uint32_t refs);
+  InsertResult commit_streamed(const std::string& staging_name, const ObjectId& id,
+                               std::uint64_t size, std::uint64_t checksum, std::uint32_t refs);
+
+  // --- reading -----------------------------------------------------------------
+  std::optional<ObjectInfo> lookup(const ObjectId& id) {
+    auto txn = LmdbTxn::read(*env);
+    return index->get(txn, id);
+  }
+  void read_object(const ObjectInfo& info, const std::function<void(std::span<const std::byte>)>& out);
+  void read_object_retrying(const ObjectId& id, const std::function<void(std::span<const std::byte>)>& out);
+  void stream_packed(const ObjectInfo& info, int fd,
+                     const std::function<void(std::span<const std::byte>)>& out);
+  void stream_loose(const ObjectInfo& info, int fd,
+                    const std::function<void(std::span<const std::byte>)>& out);
+  void extract_batch(std::span<const ObjectInfo> infos, std::span<const std::size_t> order,
+                     const ExtractSink& sink);
+
+  // --- maintenance -----------------------------------------------------------------
+  // The newest pack if it has room, else a new one (maintenance lock held).
+  PackAppender open_pack_for_append();
+  // Removes pack files that no pack table entry names: the remains of a pack or
+  // repack that crashed before its commit, or after it but before its unlinks.
+  void remove_orphan_packs();
+};
+
+}  // namespace casfs

@@ -1,0 +1,400 @@
+// The store through its public interface, on a real disk, with whichever io engine
+// CASFS_IO selects (ctest runs this file once per engine).
+#include "store/store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "tests/unit/support/test_support.h"
+
+namespace casfs {
+namespace {
+
+using testing::random_bytes;
+using testing::TempDir;
+
+std::span<const std::byte> bytes_of(const std::string& s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+std::vector<std::byte> compressible(std::mt19937_64& rng, std::size_t size) {
+  static const char* words[] = {"alpha ", "beta ", "gamma ", "delta ", "casfs ", "chunk\n"};
+  std::vector<std::byte> out;
+  out.reserve(size);
+  while (out.size() < size) {
+    for (const char* c = words[rng() % 6]; *c && out.size() < size; ++c) out.push_back(std::byte(*c));
+  }
+  return out;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = tmp_.path() / "store";
+    Store::init(dir_);
+    store_ = Store::open(dir_);
+  }
+  void reopen() {
+    store_.reset();
+    store_ = Store::open(dir_);
+  }
+  std::uint64_t count_files(const std::filesystem::path& d) {
+    std::uint64_t n = 0;
+    for (auto& e : std::filesystem::recursive_directory_iterator(d)) n += e.is_regular_file();
+    return n;
+  }
+
+  TempDir tmp_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, RoundTripsObjectsOfEverySizeInBothTiers) {
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects = {
+      {}, random_bytes(rng, 1), random_bytes(rng, 100), compressible(rng, 5000),
+      random_bytes(rng, 1 << 20), compressible(rng, 20 << 20), random_bytes(rng, 9 << 20)};
+  std::vector<ObjectId> ids;
+  for (const auto& o : objects) {
+    auto r = store_->insert(o);
+    EXPECT_TRUE(r.added);
+    EXPECT_EQ(r.size, o.size());
+    EXPECT_EQ(r.id, Sha256::of(o));
+    ids.push_back(r.id);
+  }
+  auto check_all = [&] {
+    for (std::size_t i = 0; i < objects.size(); ++i) {
+      EXPECT_EQ(store_->read(ids[i]), objects[i]) << "object " << i;
+      std::vector<std::byte> streamed;
+      store_->extract(ids[i], [&](auto piece) { streamed.insert(streamed.end(), piece.begin(), piece.end()); });
+      EXPECT_EQ(streamed, objects[i]) << "object " << i;
+    }
+  };
+  check_all();
+  auto report = store_->pack();
+  EXPECT_EQ(report.objects, objects.size());
+  auto s = store_->status();
+  EXPECT_EQ(s.loose_objects, 0u);
+  EXPECT_EQ(s.packed_objects, objects.size());
+  EXPECT_LT(s.packed_stored_bytes, s.packed_raw_bytes);  // text compressed
+  EXPECT_EQ(count_files(dir_ / "loose"), 0u);
+  check_all();
+  reopen();
+  check_all();
+  EXPECT_TRUE(store_->verify().clean());
+}
+
+TEST_F(StoreTest, IdenticalBytesAreStoredOnceAndCounted) {
+  std::string text = "the same bytes";
+  auto a = store_->insert(bytes_of(text));
+  auto b = store_->insert(bytes_of(text));
+  EXPECT_TRUE(a.added);
+  EXPECT_FALSE(b.added);
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(store_->stat(a.id)->refcount, 2u);
+  EXPECT_EQ(count_files(dir_ / "loose"), 1u);
+  store_->pack();
+  auto c = store_->insert(bytes_of(text));
+  EXPECT_FALSE(c.added);
+  EXPECT_EQ(store_->stat(a.id)->refcount, 3u);
+  EXPECT_EQ(count_files(dir_ / "loose"), 0u) << "a packed object must not be written loose again";
+}
+
+TEST_F(StoreTest, InsertManyAndExtractManyKeepOrderAndDedup) {
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects;
+  for (int i = 0; i < 10000; ++i) objects.push_back(random_bytes(rng, rng() % 1000));
+  for (int i = 0; i < 500; ++i) objects.push_back(objects[rng() % 10000]);  // duplicates
+  std::vector<std::span<const std::byte>> spans(objects.begin(), objects.end());
+  auto results = store_->insert_many(spans);
+  ASSERT_EQ(results.size(), objects.size());
+  std::map<ObjectId, int> expected_refs;
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    ASSERT_EQ(results[i].id, Sha256::of(objects[i]));
+    expected_refs[results[i].id] += 1;
+  }
+  for (auto& [id, n] : expected_refs) ASSERT_EQ(store_->stat(id)->refcount, static_cast<std::uint64_t>(n));
+
+  auto extract_all = [&] {
+    std::vector<ObjectId> ids;
+    for (auto& r : results) ids.push_back(r.id);
+    std::vector<std::vector<std::byte>> got(ids.size());
+    std::vector<int> done(ids.size(), 0);
+    ExtractSink sink;
+    sink.data = [&](std::size_t i, auto piece) { got[i].insert(got[i].end(), piece.begin(), piece.end()); };
+    sink.done = [&](std::size_t i) { done[i] += 1; };
+    sink.error = [&](std::size_t i, const StoreError& e) { ADD_FAILURE() << i << ": " << e.what(); };
+    store_->extract_many(ids, sink);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_EQ(done[i], 1) << i;
+      ASSERT_EQ(got[i], objects[i]) << i;
+    }
+  };
+  extract_all();
+  store_->pack();
+  extract_all();
+}
+
+TEST_F(StoreTest, ExtractManyReportsMissingObjectsOnly) {
+  auto a = store_->insert(bytes_of("present"));
+  ObjectId absent = Sha256::of(bytes_of("absent"));
+  std::vector<ObjectId> ids = {absent, a.id};
+  std::vector<int> errors(2, 0), done(2, 0);
+  ExtractSink sink;
+  sink.data = [](std::size_t, auto) {};
+  sink.done = [&](std::size_t i) { done[i]++; };
+  sink.error = [&](std::size_t i, const StoreError& e) {
+    errors[i]++;
+    EXPECT_EQ(e.code(), ENOENT);
+  };
+  store_->extract_many(ids, sink);
+  EXPECT_EQ(errors, (std::vector<int>{1, 0}));
+  EXPECT_EQ(done, (std::vector<int>{0, 1}));
+  EXPECT_THROW(store_->read(absent), StoreError);
+}
+
+TEST_F(StoreTest, ReleaseBelowZeroIsRefusedAndChangesNothing) {
+  auto a = store_->insert(bytes_of("x"));
+  store_->release(a.id);
+  try {
+    store_->release(a.id);
+    FAIL() << "release below zero succeeded";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), EINVAL);
+  }
+  EXPECT_EQ(store_->stat(a.id)->refcount, 0u);
+  EXPECT_EQ(store_->read(a.id), std::vector<std::byte>(1, std::byte{'x'}));
+  EXPECT_THROW(store_->add_ref(Sha256::of(bytes_of("nope"))), StoreError);
+}
+
+TEST_F(StoreTest, FlippedByteInPackIsAnErrorAndVerifyNamesTheObject) {
+  std::mt19937_64 rng(testing::test_seed());
+  auto victim_bytes = compressible(rng, 100000);
+  auto other_bytes = random_bytes(rng, 5000);
+  auto victim = store_->insert(victim_bytes);
+  auto other = store_->insert(other_bytes);
+  store_->pack();
+  auto info = store_->stat(victim.id);
+  ASSERT_EQ(info->tier, Tier::kPacked);
+  {
+    auto pack = dir_ / "packs" / (std::to_string(info->pack_id) + ".pack");
+    std::fstream f(pack, std::ios::in | std::ios::out | std::ios::binary);
+    auto at = static_cast<std::streamoff>(info->offset + 72 + info->stored_size / 2);
+    f.seekg(at);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x10);
+    f.seekp(at);
+    f.write(&c, 1);
+  }
+  try {
+    store_->read(victim.id);
+    FAIL() << "read of a corrupt object returned bytes";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), EIO);
+  }
+  bool delivered = false;
+  EXPECT_THROW(store_->extract(victim.id, [&](auto) { delivered = true; }), StoreError);
+  EXPECT_FALSE(delivered) << "no bytes of a corrupt object may be delivered";
+  EXPECT_EQ(store_->read(other.id), other_bytes);
+  auto report = store_->verify();
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_EQ(report.problems[0].id, victim.id);
+}
+
+TEST_F(StoreTest, DamagedLooseFileIsAnErrorNeverWrongBytes) {
+  auto a = store_->insert(bytes_of("loose bytes here"));
+  auto path = dir_ / "loose" / a.id.hex().substr(0, 2) / a.id.hex().substr(2);
+  ::chmod(path.c_str(), 0644);
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << "loose bytes HERE";
+  }
+  EXPECT_THROW(store_->read(a.id), StoreError);
+  EXPECT_EQ(store_->verify().problems.size(), 1u);
+  std::filesystem::remove(path);
+  EXPECT_THROW(store_->read(a.id), StoreError);
+}
+
+TEST_F(StoreTest, GcAndRepackReclaimSpace) {
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects;
+  std::vector<ObjectId> ids;
+  for (int i = 0; i < 200; ++i) {
+    objects.push_back(random_bytes(rng, 10000));
+    ids.push_back(store_->insert(objects.back()).id);
+  }
+  store_->pack();
+  // Half become unreferenced; one loose object too.
+  for (int i = 0; i < 100; ++i) store_->release(ids[i]);
+  auto loose = store_->insert(bytes_of("short-lived"), 0);
+  auto before = store_->status();
+  EXPECT_EQ(before.unreferenced_objects, 101u);
+
+  auto gc = store_->gc();
+  EXPECT_EQ(gc.packed_dropped, 100u);
+  EXPECT_EQ(gc.loose_removed, 1u);
+  EXPECT_FALSE(store_->has(loose.id));
+  EXPECT_FALSE(store_->has(ids[0]));
+  auto after_gc = store_->status();
+  EXPECT_GT(after_gc.dead_bytes, 100u * 10000);
+
+  auto repack = store_->repack();
+  EXPECT_GE(repack.packs_rewritten, 1u);
+  auto after = store_->status();
+  EXPECT_EQ(after.dead_bytes, 0u);
+  EXPECT_LT(after.pack_file_bytes, before.pack_file_bytes * 6 / 10);
+  std::uint64_t on_disk = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir_ / "packs")) on_disk += e.file_size();
+  EXPECT_EQ(on_disk, after.pack_file_bytes);
+  for (int i = 100; i < 200; ++i) ASSERT_EQ(store_->read(ids[i]), objects[i]);
+  EXPECT_TRUE(store_->verify().clean());
+}
+
+TEST(StoreRepackTest, MergesEqualPacksIntoOneAndKeepsGeometricOnesApart) {
+  TempDir tmp;
+  StoreSettings settings;
+  settings.pack_target_bytes = 50000;  // each round below fills a pack past this
+  Store::init(tmp.path() / "s", settings);
+  auto store = Store::open(tmp.path() / "s");
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      objects.push_back(random_bytes(rng, 4000));
+      store->insert(objects.back());
+    }
+    store->pack();
+  }
+  EXPECT_EQ(store->status().packs, 4u);
+  auto report = store->repack();
+  EXPECT_EQ(report.packs_removed, 4u);
+  EXPECT_EQ(store->status().packs, 1u);
+  for (const auto& o : objects) ASSERT_EQ(store->read(Sha256::of(o)), o);
+
+  // One big pack and one a quarter of its size form a geometric pair: left alone.
+  for (int i = 0; i < 20; ++i) {
+    objects.push_back(random_bytes(rng, 4000));
+    store->insert(objects.back());
+  }
+  store->pack();
+  EXPECT_EQ(store->status().packs, 2u);
+  EXPECT_EQ(store->repack().packs_rewritten, 0u);
+  EXPECT_EQ(store->status().packs, 2u);
+  for (const auto& o : objects) ASSERT_EQ(store->read(Sha256::of(o)), o);
+  EXPECT_TRUE(store->verify().clean());
+}
+
+TEST_F(StoreTest, RebuildIndexReproducesTheIndex) {
+  std::mt19937_64 rng(testing::test_seed());
+  for (int i = 0; i < 300; ++i) store_->insert(random_bytes(rng, rng() % 3000));
+  store_->pack();
+  for (int i = 0; i < 50; ++i) store_->insert(compressible(rng, rng() % 3000 + 1));
+  auto snapshot = [&] {
+    std::vector<std::tuple<ObjectId, Tier, Codec, std::uint32_t, std::uint64_t, std::uint64_t,
+                           std::uint64_t, std::uint64_t, std::uint64_t>>
+        rows;
+    store_->list([&](const ObjectInfo& i) {
+      rows.emplace_back(i.id, i.tier, i.codec, i.pack_id, i.offset, i.raw_size, i.stored_size,
+                        i.checksum, i.refcount);
+    });
+    return rows;
+  };
+  auto before = snapshot();
+  auto status_before = store_->status();
+  auto report = store_->rebuild_index();
+  EXPECT_EQ(report.packed_objects + report.loose_objects, before.size());
+  EXPECT_EQ(snapshot(), before);
+
+  // Without any index at all: same locations, one reference each.
+  store_.reset();
+  std::filesystem::remove_all(dir_ / "meta");
+  EXPECT_THROW(Store::open(dir_), StoreError);
+  store_ = Store::open(dir_, OpenOptions{.allow_missing_index = true});
+  store_->rebuild_index();
+  store_.reset();
+  store_ = Store::open(dir_);
+  auto rebuilt = snapshot();
+  ASSERT_EQ(rebuilt.size(), before.size());
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    auto expected = before[i];
+    std::get<8>(expected) = 1;
+    EXPECT_EQ(rebuilt[i], expected);
+  }
+  auto status_after = store_->status();
+  EXPECT_EQ(status_after.packs, status_before.packs);
+  EXPECT_EQ(status_after.pack_file_bytes, status_before.pack_file_bytes);
+  EXPECT_TRUE(store_->verify().clean());
+}
+
+TEST_F(StoreTest, TornPackTailIsIgnoredAndCutOff) {
+  std::mt19937_64 rng(testing::test_seed());
+  auto a = random_bytes(rng, 3000);
+  auto id = store_->insert(a).id;
+  store_->pack();
+  auto info = store_->stat(id);
+  auto pack = dir_ / "packs" / (std::to_string(info->pack_id) + ".pack");
+  auto committed = std::filesystem::file_size(pack);
+  {
+    std::ofstream f(pack, std::ios::binary | std::ios::app);
+    auto junk = random_bytes(rng, 100);
+    f.write(reinterpret_cast<const char*>(junk.data()), static_cast<std::streamsize>(junk.size()));
+  }
+  auto report = store_->rebuild_index();
+  EXPECT_EQ(report.torn_bytes, 100u);
+  EXPECT_EQ(store_->read(id), a);
+  auto b = random_bytes(rng, 3000);
+  auto id_b = store_->insert(b).id;
+  store_->pack();
+  EXPECT_EQ(store_->stat(id_b)->offset, committed) << "the torn tail was not cut off";
+  EXPECT_EQ(store_->read(id_b), b);
+  EXPECT_TRUE(store_->verify().clean());
+}
+
+TEST(StoreOpenTest, BadStoresAreRefusedWithOneLineErrorsAndLeftAlone) {
+  TempDir tmp;
+  auto expect_error = [](const std::filesystem::path& p, const char* fragment) {
+    try {
+      Store::open(p);
+      ADD_FAILURE() << "opened " << p;
+    } catch (const StoreError& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find(fragment), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
+  };
+  expect_error(tmp.path() / "missing", "does not exist");
+  std::filesystem::create_directories(tmp.path() / "plain");
+  expect_error(tmp.path() / "plain", "not a casfs store");
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.path() / "plain"));
+
+  auto dir = tmp.path() / "store";
+  Store::init(dir);
+  {
+    auto held = Store::open(dir);
+    expect_error(dir, "in use");
+  }
+  EXPECT_THROW(Store::init(dir), StoreError);
+
+  nlohmann::json j;
+  std::ifstream(dir / "casfs.json") >> j;
+  j["version"] = 99;
+  std::ofstream(dir / "casfs.json") << j.dump();
+  expect_error(dir, "newer");
+
+  auto other = tmp.path() / "other";
+  Store::init(other);
+  j["version"] = 1;
+  std::ofstream(dir / "casfs.json") << j.dump();
+  std::filesystem::remove_all(dir / "meta");
+  std::filesystem::copy(other / "meta", dir / "meta");
+  expect_error(dir, "another store");
+}
+
+}  // namespace
+}  // namespace casfs
