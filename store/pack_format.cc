@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "store/byte_order.h"
 #include "store/hash.h"
 
 namespace casfs {
@@ -14,23 +15,6 @@ constexpr std::array<std::byte, 8> kPackMagic{std::byte{'C'}, std::byte{'A'}, st
                                               std::byte{'K'}, std::byte{0}};
 constexpr std::array<std::byte, 4> kRecordMagic{std::byte{'C'}, std::byte{'R'}, std::byte{'E'},
                                                 std::byte{'C'}};
-
-// Shifts rather than memcpy so the on-disk byte order does not depend on the host.
-template <typename T>
-void put_le(std::byte* p, T v) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    p[i] = static_cast<std::byte>(static_cast<std::uint64_t>(v) >> (8 * i));
-  }
-}
-
-template <typename T>
-T get_le(const std::byte* p) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    v |= static_cast<std::uint64_t>(std::to_integer<std::uint8_t>(p[i])) << (8 * i);
-  }
-  return static_cast<T>(v);
-}
 
 constexpr std::size_t kChecksummedBytes = 64;
 

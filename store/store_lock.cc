@@ -19,13 +19,14 @@ StoreLock::StoreLock(const std::filesystem::path& store_dir) {
     if (errno != EWOULDBLOCK) throw_errno("cannot lock " + path.string());
     char buf[32] = {};
     ssize_t n = ::pread(fd_.get(), buf, sizeof(buf) - 1, 0);
-    std::string holder = n > 0 ? " (pid " + std::string(buf, static_cast<std::size_t>(n)) + ")" : "";
-    while (!holder.empty() && (holder.back() == '\n')) holder.pop_back();
+    std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    std::string holder = pid.empty() ? "" : " (pid " + pid + ")";
     throw StoreError(EBUSY, "store " + store_dir.string() + " is in use by another casfs process" +
                                 holder + "; unmount it or wait for that process to finish");
   }
   std::string pid = std::to_string(::getpid());
   if (::ftruncate(fd_.get(), 0) == 0) {
+    // Only for the message another process prints; failing to write it is harmless.
     [[maybe_unused]] auto ignored = ::pwrite(fd_.get(), pid.data(), pid.size(), 0);
   }
 }
