@@ -180,10 +180,14 @@ int store_status(const std::string& dir, bool json) {
             << "data:       " << format_bytes(s.raw_bytes()) << " raw, "
             << format_bytes(s.stored_bytes()) << " stored ("
             << ratio(s.stored_bytes(), s.raw_bytes()) << ")\n"
-            << "loose:      " << format_bytes(s.loose_bytes) << '\n'
-            << "packs:      " << s.packs << " (" << format_bytes(s.pack_file_bytes) << " on disk, "
-            << format_bytes(s.dead_bytes) << " dead, " << ratio(s.dead_bytes, s.pack_file_bytes)
-            << ")\n";
+            << "loose:      " << format_bytes(s.loose_bytes) << '\n';
+  if (s.packs == 0) {
+    std::cout << "packs:      none\n";
+  } else {
+    std::cout << "packs:      " << s.packs << " (" << format_bytes(s.pack_file_bytes)
+              << " on disk, " << format_bytes(s.dead_bytes) << " dead, "
+              << ratio(s.dead_bytes, s.pack_file_bytes) << ")\n";
+  }
   return kExitOk;
 }
 

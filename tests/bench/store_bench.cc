@@ -83,7 +83,7 @@ struct Options {
   std::size_t randread_ops = 20000;
   std::size_t randread_batch = 256;
   unsigned sync_threads = 4;
-  unsigned rounds = 1;  // cold engine comparison rounds
+  unsigned rounds = 3;  // cold engine comparison rounds
   std::string only;     // comma-separated section names; empty: all
 };
 
@@ -102,7 +102,7 @@ struct Options {
                "  --large N           64 KiB objects (default 16384 = 1 GiB)\n"
                "  --randread-file-mib N  size of the random-read file (default 2048)\n"
                "  --randread-ops N    random 64 KiB reads per engine (default 20000)\n"
-               "  --rounds N          rounds of the cold engine comparison (default 1)\n"
+               "  --rounds N          rounds of the cold engine comparison (default 3)\n"
                "  --only LIST         run only these sections: objects,tree,engines\n"
                "  --keep              keep the stores afterwards\n");
   std::exit(code);

@@ -14,7 +14,11 @@ work=$(mktemp -d /var/tmp/casfs-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 store=$work/store
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+bold='' plain=''
+if [[ -t 1 ]]; then
+  bold=$'\033[1m' plain=$'\033[0m'
+fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 run() {
   step "$*"
   "$@"
@@ -26,9 +30,10 @@ run "$casfs" --version
 run "$casfs" store init "$store"
 
 step "$casfs store add $store <${#sources[@]} source files>"
-"$casfs" store add "$store" "${sources[@]}" >"$work/added.txt"
+"$casfs" store add "$store" "${sources[@]}" >"$work/added.txt" 2>"$work/added.err"
 head -5 "$work/added.txt"
 echo "… ($(wc -l <"$work/added.txt") lines, the same as sha256sum prints)"
+cat "$work/added.err"
 step "$casfs store add $store <the same ${#sources[@]} files again>   # nothing new is stored"
 "$casfs" store add "$store" "${sources[@]}" >/dev/null
 run "$casfs" store status "$store"
