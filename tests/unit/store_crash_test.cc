@@ -411,7 +411,7 @@ class StoreCrashTest : public ::testing::TestWithParam<CrashCase> {
     }
     store->gc();
     auto s = store->status();
-    EXPECT_EQ(s.packs, 4u);
+    EXPECT_GE(s.packs, 4u);
     EXPECT_GT(s.dead_bytes, 0u);
   }
 
