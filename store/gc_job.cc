@@ -74,7 +74,7 @@ GcReport Store::gc(const ProgressFn& progress) {
     }
     txn.commit();
     failpoint("gc.dropped");
-    for (const auto& id : unlink) impl.loose.remove(id);
+    impl.loose.remove(*impl.io, unlink);
     done += to - from;
     if (progress) progress(done, total);
   }

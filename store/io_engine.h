@@ -58,6 +58,15 @@ struct WriteFileOp {
   std::int64_t result = 0;
 };
 
+// unlinkat(dir_fd, path, 0). result: 0 or -errno. Unlinks are worth batching:
+// where the filesystem discards freed blocks synchronously (ext4 mounted with
+// -o discard), each one waits for the device, and many in flight hide that wait.
+struct RemoveFileOp {
+  int dir_fd = ReadFileOp::AT_FDCWD_VALUE;
+  const char* path = nullptr;
+  int result = 0;
+};
+
 enum class IoEngineKind { kUring, kSync };
 
 class IoEngine {
@@ -74,6 +83,7 @@ class IoEngine {
   virtual void write(std::span<WriteOp> ops) = 0;
   virtual void read_files(std::span<ReadFileOp> ops) = 0;
   virtual void write_files(std::span<WriteFileOp> ops) = 0;
+  virtual void remove_files(std::span<RemoveFileOp> ops) = 0;
   // fdatasync (data_only) or fsync of each fd; results[i] is 0 or -errno.
   virtual void sync(std::span<const int> fds, bool data_only, std::span<int> results) = 0;
 };

@@ -189,7 +189,8 @@ class UringEngine final : public IoEngine {
     };
     for (Needed n : {Needed{IORING_OP_READ, "READ"}, Needed{IORING_OP_WRITE, "WRITE"},
                      Needed{IORING_OP_OPENAT, "OPENAT"}, Needed{IORING_OP_CLOSE, "CLOSE"},
-                     Needed{IORING_OP_FSYNC, "FSYNC"}, Needed{IORING_OP_RENAMEAT, "RENAMEAT"}}) {
+                     Needed{IORING_OP_FSYNC, "FSYNC"}, Needed{IORING_OP_RENAMEAT, "RENAMEAT"},
+                     Needed{IORING_OP_UNLINKAT, "UNLINKAT"}}) {
       if (!io_uring_opcode_supported(probe.get(), n.op)) {
         throw StoreError(ENOSYS, std::string("io_uring: kernel lacks IORING_OP_") + n.name);
       }
@@ -347,8 +348,29 @@ class UringEngine final : public IoEngine {
     }
   }
 
+  void remove_files(std::span<RemoveFileOp> ops) override {
+    each_op(
+        ops.size(),
+        [&](io_uring_sqe* sqe, std::size_t i) {
+          io_uring_prep_unlinkat(sqe, ops[i].dir_fd, ops[i].path, 0);
+        },
+        [&](std::size_t i, int res) { ops[i].result = res; });
+  }
+
   void sync(std::span<const int> fds, bool data_only, std::span<int> results) override {
-    std::size_t n = std::min(fds.size(), results.size());
+    each_op(
+        std::min(fds.size(), results.size()),
+        [&](io_uring_sqe* sqe, std::size_t i) {
+          io_uring_prep_fsync(sqe, fds[i], data_only ? IORING_FSYNC_DATASYNC : 0);
+        },
+        [&](std::size_t i, int res) { results[i] = res; });
+  }
+
+ private:
+  // One SQE per op, at most depth_ in flight; done(i, res) for each completion.
+  template <typename PrepFn, typename DoneFn>
+  void each_op(std::size_t n, PrepFn prep, DoneFn done) {
+    if (n == 0) return;
     auto lease = pool_.take();
     io_uring* ring = lease.get();
     std::size_t next = 0;
@@ -356,19 +378,18 @@ class UringEngine final : public IoEngine {
     while (next < n || inflight > 0) {
       while (next < n && inflight < depth_) {
         io_uring_sqe* sqe = get_sqe(ring);
-        io_uring_prep_fsync(sqe, fds[next], data_only ? IORING_FSYNC_DATASYNC : 0);
+        prep(sqe, next);
         sqe->user_data = next++;
         ++inflight;
       }
       submit_and_wait(ring);
       reap(ring, [&](std::uint64_t i, int res) {
         --inflight;
-        results[i] = res;
+        done(static_cast<std::size_t>(i), res);
       });
     }
   }
 
- private:
   static unsigned op_chain_length(std::span<WriteFileOp> ops) {
     bool any_sync =
         std::any_of(ops.begin(), ops.end(), [](const WriteFileOp& op) { return op.sync; });

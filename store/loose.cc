@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "store/error.h"
+#include "store/io_engine.h"
 
 namespace casfs {
 
@@ -74,9 +75,20 @@ void LooseTier::clean_staging() {
   }
 }
 
-void LooseTier::remove(const ObjectId& id) {
-  if (::unlinkat(loose_dir_.get(), relative_path(id).c_str(), 0) != 0 && errno != ENOENT) {
-    throw_errno("cannot remove loose object " + id.hex());
+void LooseTier::remove(IoEngine& io, std::span<const ObjectId> ids) {
+  std::vector<std::string> paths;
+  paths.reserve(ids.size());
+  std::vector<RemoveFileOp> ops(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    paths.push_back(relative_path(ids[i]));
+    ops[i].dir_fd = loose_dir_.get();
+    ops[i].path = paths.back().c_str();
+  }
+  io.remove_files(ops);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ops[i].result < 0 && ops[i].result != -ENOENT) {
+      throw_errno(-ops[i].result, "cannot remove loose object " + ids[i].hex());
+    }
   }
 }
 

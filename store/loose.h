@@ -5,12 +5,15 @@
 
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 
 #include "store/hash.h"
 #include "store/unique_fd.h"
 
 namespace casfs {
+
+class IoEngine;
 
 class LooseTier {
  public:
@@ -30,8 +33,9 @@ class LooseTier {
   // is there was left by a process that died).
   void clean_staging();
 
-  // Unlinks the object's file; a missing file is not an error.
-  void remove(const ObjectId& id);
+  // Unlinks the objects' files, many at once through `io`; a missing file is not an
+  // error.
+  void remove(IoEngine& io, std::span<const ObjectId> ids);
   // Opens the object's file for reading; an invalid fd (errno set) if missing.
   UniqueFd open_read(const ObjectId& id) const;
   // fsyncs the directory loose/XX that holds `id`, making a rename into it durable.

@@ -194,7 +194,7 @@ std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, st
     results[i].added = true;
   }
   txn.commit();
-  for (const auto& id : redundant_files) loose.remove(id);
+  loose.remove(*io, redundant_files);
   return results;
 }
 

@@ -193,6 +193,11 @@ class SyncEngine final : public IoEngine {
   void write_files(std::span<WriteFileOp> ops) override {
     for_each(ops.size(), [&](std::size_t i) { do_write_file(ops[i]); });
   }
+  void remove_files(std::span<RemoveFileOp> ops) override {
+    for_each(ops.size(), [&](std::size_t i) {
+      ops[i].result = ::unlinkat(ops[i].dir_fd, ops[i].path, 0) == 0 ? 0 : -errno;
+    });
+  }
   void sync(std::span<const int> fds, bool data_only, std::span<int> results) override {
     std::size_t n = std::min(fds.size(), results.size());
     for_each(n, [&](std::size_t i) { do_sync(fds[i], data_only, results[i]); });

@@ -389,6 +389,31 @@ TEST_P(IoEngineTest, WriteFilesFailedRenameRemovesTheFile) {
   EXPECT_EQ(ops[1].result, -ENOENT);
 }
 
+TEST_P(IoEngineTest, RemoveFilesManyWithOneMissing) {
+  const fs::path& dir = dir_.path();
+  std::vector<std::string> names;
+  for (int i = 0; i < 300; ++i) {
+    names.push_back("f" + std::to_string(i));
+    put_file(dir / names.back(), Bytes(10, std::byte{1}));
+  }
+  names.push_back("missing");
+  put_file(dir / "kept", Bytes(3, std::byte{2}));
+  UniqueFd dfd = open_or_die(dir, O_RDONLY | O_DIRECTORY);
+  std::vector<RemoveFileOp> ops(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    ops[i].dir_fd = dfd.get();
+    ops[i].path = names[i].c_str();
+    ops[i].result = 1;
+  }
+  engine_->remove_files(ops);
+  for (std::size_t i = 0; i + 1 < names.size(); ++i) {
+    EXPECT_EQ(ops[i].result, 0) << names[i];
+    EXPECT_FALSE(fs::exists(dir / names[i])) << names[i];
+  }
+  EXPECT_EQ(ops.back().result, -ENOENT);
+  EXPECT_TRUE(fs::exists(dir / "kept"));
+}
+
 TEST_P(IoEngineTest, SyncResults) {
   UniqueFd a = open_or_die(dir_.path() / "a", O_RDWR | O_CREAT);
   UniqueFd b = open_or_die(dir_.path() / "b", O_RDWR | O_CREAT);
