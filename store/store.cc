@@ -311,34 +311,102 @@ InsertResult Store::Impl::commit_streamed(const std::string& staging_name, const
   return result;
 }
 
-InsertResult Store::insert_file(const std::filesystem::path& path, std::uint32_t refs) {
+namespace {
+
+// Reads a whole small regular file; nullopt when it is not one (too large, not
+// regular, or it grew past the limit while being read).
+std::optional<std::vector<std::byte>> read_small_file(int fd, const struct stat& st,
+                                                      const std::filesystem::path& path) {
+  if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) > kInMemoryLimit) {
+    return std::nullopt;
+  }
+  // One byte more than its size, to notice a file that grew since fstat.
+  std::vector<std::byte> data(static_cast<std::size_t>(st.st_size) + 1);
+  std::size_t got = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("cannot read " + path.string());
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+    if (got == data.size()) return std::nullopt;
+  }
+  data.resize(got);
+  return data;
+}
+
+UniqueFd open_input_file(const std::filesystem::path& path, struct stat& st) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) throw_errno("cannot open " + path.string());
-  struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat " + path.string());
   if (S_ISDIR(st.st_mode)) throw StoreError(EISDIR, path.string() + " is a directory");
-  std::uint64_t offset = 0;
-  auto read = [&](std::span<std::byte> buf) -> std::size_t {
+  return fd;
+}
+
+std::function<std::size_t(std::span<std::byte>)> fd_reader(int fd, const std::filesystem::path& path) {
+  return [fd, path](std::span<std::byte> buf) -> std::size_t {
     for (;;) {
-      ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-      if (n >= 0) {
-        offset += static_cast<std::uint64_t>(n);
-        return static_cast<std::size_t>(n);
-      }
+      ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n >= 0) return static_cast<std::size_t>(n);
       if (errno != EINTR) throw_errno("cannot read " + path.string());
     }
   };
-  if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) <= kInMemoryLimit) {
-    std::vector<std::byte> data(static_cast<std::size_t>(st.st_size) + 1);
-    std::size_t got = 0;
-    while (std::size_t n = read(std::span<std::byte>(data).subspan(got))) {
-      got += n;
-      if (got == data.size()) data.resize(data.size() * 2);  // the file grew meanwhile
-    }
-    data.resize(got);
-    return insert(data, refs);
+}
+
+}  // namespace
+
+InsertResult Store::insert_file(const std::filesystem::path& path, std::uint32_t refs) {
+  struct stat st;
+  UniqueFd fd = open_input_file(path, st);
+  if (::lseek(fd.get(), 0, SEEK_CUR) == 0) {
+    if (auto data = read_small_file(fd.get(), st, path)) return insert(*data, refs);
+    ::lseek(fd.get(), 0, SEEK_SET);
   }
-  return insert_stream(read, refs);
+  return insert_stream(fd_reader(fd.get(), path), refs);
+}
+
+void Store::insert_files(std::span<const std::filesystem::path> paths, const FileDoneFn& done,
+                         std::uint32_t refs) {
+  std::vector<std::vector<std::byte>> contents;
+  std::vector<std::size_t> owners;  // path index of each batched file
+  std::uint64_t batch_bytes = 0;
+  auto flush = [&] {
+    if (contents.empty()) return;
+    std::vector<Blob> blobs;
+    for (const auto& c : contents) blobs.push_back(Blob{c, {}, 0});
+    try {
+      auto results = impl_->insert_batch(blobs, refs);
+      for (std::size_t k = 0; k < owners.size(); ++k) done(owners[k], &results[k], nullptr);
+    } catch (const StoreError& e) {
+      for (std::size_t owner : owners) done(owner, nullptr, &e);
+    }
+    contents.clear();
+    owners.clear();
+    batch_bytes = 0;
+  };
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    try {
+      struct stat st;
+      UniqueFd fd = open_input_file(paths[i], st);
+      if (auto data = read_small_file(fd.get(), st, paths[i])) {
+        batch_bytes += data->size();
+        contents.push_back(std::move(*data));
+        owners.push_back(i);
+        if (contents.size() >= kInsertBatchObjects || batch_bytes >= kInsertBatchBytes) flush();
+        continue;
+      }
+      flush();  // keep `done` in path order
+      ::lseek(fd.get(), 0, SEEK_SET);
+      InsertResult r = insert_stream(fd_reader(fd.get(), paths[i]), refs);
+      done(i, &r, nullptr);
+    } catch (const StoreError& e) {
+      flush();
+      done(i, nullptr, &e);
+    }
+  }
+  flush();
 }
 
 // ---------------------------------------------------------------------------------

@@ -166,6 +166,14 @@ class Store {
   InsertResult insert_stream(const std::function<std::size_t(std::span<std::byte>)>& read,
                              std::uint32_t refs = 1);
   InsertResult insert_file(const std::filesystem::path& path, std::uint32_t refs = 1);
+  // Many files: small ones are batched as insert_many does (one sync and one index
+  // commit per batch, not per file), large ones streamed. `done` is called once per
+  // path, in order, with either the result or the error for that path (a missing
+  // file or a directory fails only that path).
+  using FileDoneFn =
+      std::function<void(std::size_t index, const InsertResult* result, const StoreError* error)>;
+  void insert_files(std::span<const std::filesystem::path> paths, const FileDoneFn& done,
+                    std::uint32_t refs = 1);
   // Many small objects: written in batches through the io engine, made durable with
   // one sync per batch, indexed in one transaction per batch. `next` returns the
   // next object or nullopt at the end; results come back in input order.

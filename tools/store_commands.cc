@@ -71,34 +71,46 @@ int store_add(const std::string& dir, const std::vector<std::string>& paths) {
   // progress line on the same screen would only garble them.
   Progress progress("adding", ::isatty(STDOUT_FILENO) != 1);
   std::uint64_t files = 0, new_objects = 0, new_bytes = 0, total_bytes = 0, failed = 0;
-  for (std::size_t i = 0; i < paths.size(); ++i) {
-    const std::string& path = paths[i];
-    try {
-      InsertResult result;
-      if (path == "-") {
-        result = store->insert_stream(read_stdin);
-      } else {
-        std::error_code ec;
-        if (fs::is_directory(path, ec)) throw CommandError(path + ": is a directory");
-        result = store->insert_file(path);
-      }
-      std::cout << checksum_line(result.id, path) << '\n' << std::flush;
+  std::size_t finished = 0;
+  auto report = [&](const std::string& path, const InsertResult* result, const char* error) {
+    if (result != nullptr) {
+      std::cout << checksum_line(result->id, path) << '\n' << std::flush;
       ++files;
-      total_bytes += result.size;
-      if (result.added) {
+      total_bytes += result->size;
+      if (result->added) {
         ++new_objects;
-        new_bytes += result.size;
+        new_bytes += result->size;
       }
-    } catch (const StoreError& e) {
+    } else {
       progress.clear();
-      print_error(about_path(path, e.what()));
-      ++failed;
-    } catch (const CommandError& e) {
-      progress.clear();
-      print_error(e.what());
+      print_error(error);
       ++failed;
     }
-    progress.update(i + 1, paths.size());
+    progress.update(++finished, paths.size());
+  };
+  // Runs of file paths go to the store together, so it can batch their syncs and
+  // index commits; "-" (standard input) is streamed on its own.
+  for (std::size_t i = 0; i < paths.size();) {
+    if (paths[i] == "-") {
+      try {
+        InsertResult result = store->insert_stream(read_stdin);
+        report("-", &result, nullptr);
+      } catch (const StoreError& e) {
+        report("-", nullptr, about_path("-", e.what()).c_str());
+      }
+      ++i;
+      continue;
+    }
+    std::vector<fs::path> run;
+    for (; i < paths.size() && paths[i] != "-"; ++i) run.emplace_back(paths[i]);
+    store->insert_files(run, [&](std::size_t k, const InsertResult* result, const StoreError* error) {
+      const std::string path = run[k].string();
+      if (error != nullptr && error->code() == EISDIR) {
+        report(path, nullptr, (path + ": is a directory").c_str());
+      } else {
+        report(path, result, error ? about_path(path, error->what()).c_str() : nullptr);
+      }
+    });
   }
   progress.clear();
   // One file added from a script stays as quiet as sha256sum; batches get a summary.

@@ -10,7 +10,7 @@
 #   BENCH_SRC     where the Linux tree is unpacked once (default /var/tmp/casfs-bench-src)
 #   BENCH_OUT     where the log and JSON go (default build-bench/bench-results)
 #   BENCH_BUILD   build directory (default build-bench)
-#   TREE_THREADS  threads calling insert_file for the tree (default 8)
+#   TREE_THREADS  threads calling insert_files for the tree (default 2)
 # Extra arguments go to the program (e.g. --seed 7, --rounds 3); see --help.
 # Needs root: it installs linux-source-6.1 with apt-get and drops the page cache.
 set -euo pipefail
@@ -26,7 +26,7 @@ build=${BENCH_BUILD:-$repo/build-bench}
 dir=${BENCH_DIR:-/var/tmp/casfs-bench}
 src=${BENCH_SRC:-/var/tmp/casfs-bench-src}
 out=${BENCH_OUT:-$build/bench-results}
-threads=${TREE_THREADS:-8}
+threads=${TREE_THREADS:-2}
 tarball=/usr/src/linux-source-6.1.tar.xz
 tree=$src/linux-source-6.1
 marker=$src/.linux-source-6.1.unpacked  # outside the tree: not one of its files

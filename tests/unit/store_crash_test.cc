@@ -80,7 +80,7 @@ struct Expected {
 };
 using Model = std::map<ObjectId, Expected>;
 
-// Inserts `bytes` `refs` times (at least once, with refs 0 if `refs` is 0).
+// Inserts `bytes` with `refs` references and counts them in the model.
 ObjectId insert_into(Store& store, Model& model, const Bytes& bytes, std::uint32_t refs = 1) {
   InsertResult r = store.insert(as_span(bytes), refs);
   auto& e = model[r.id];
@@ -90,15 +90,15 @@ ObjectId insert_into(Store& store, Model& model, const Bytes& bytes, std::uint32
 }
 
 std::vector<ObjectId> insert_many_into(Store& store, Model& model,
-                                       const std::vector<Bytes>& objects) {
+                                       const std::vector<Bytes>& objects, std::uint32_t refs = 1) {
   std::vector<std::span<const std::byte>> spans;
   for (const auto& o : objects) spans.push_back(as_span(o));
-  auto results = store.insert_many(spans);
+  auto results = store.insert_many(spans, refs);
   std::vector<ObjectId> ids;
   for (std::size_t i = 0; i < objects.size(); ++i) {
     auto& e = model[results[i].id];
     e.bytes = objects[i];
-    e.refs += 1;
+    e.refs += refs;
     ids.push_back(results[i].id);
   }
   return ids;
@@ -356,10 +356,11 @@ class StoreCrashTest : public ::testing::TestWithParam<CrashCase> {
  protected:
   void SetUp() override { dir_ = tmp_.path() / "store"; }
 
-  // pack: a pack to reopen, then enough loose objects for two batches of 2048 objects
-  // plus a large object streamed as a batch of its own; some objects are duplicates, some
-  // unreferenced.
-  void prepare_pack(std::mt19937_64& rng) {
+  // pack: a pack to reopen, then loose objects, among them a large one streamed as a
+  // batch of its own; for crashes past the first batch, enough small objects for two
+  // batches of 2048 as well. Some objects are duplicates, some unreferenced.
+  void prepare_pack(std::mt19937_64& rng, bool several_batches) {
+    const std::size_t n = several_batches ? 2100 : 400;
     Store::init(dir_);
     auto store = Store::open(dir_);
     std::vector<Bytes> first;
@@ -367,38 +368,47 @@ class StoreCrashTest : public ::testing::TestWithParam<CrashCase> {
     insert_many_into(*store, model_, first);
     store->pack();
     std::vector<Bytes> more;
-    for (int i = 0; i < 2100; ++i) more.push_back(some_object(rng, 2000));
+    for (std::size_t i = 0; i < n; ++i) more.push_back(some_object(rng, 2000));
     for (int i = 0; i < 50; ++i) more.push_back(first[rng() % first.size()]);  // packed dups
     for (int i = 0; i < 50; ++i) {
-      Bytes dup = more[rng() % 2100];  // loose dups
+      Bytes dup = more[rng() % n];  // loose dups
       more.push_back(std::move(dup));
     }
     auto ids = insert_many_into(*store, model_, more);
     insert_into(*store, model_, compressible(rng, kLarge));
-    insert_into(*store, model_, some_object(rng, 5000), 0);
-    for (int i = 0; i < 100; ++i) {
-      const ObjectId& id = ids[rng() % 2100];
+    std::vector<Bytes> unreferenced;
+    for (int i = 0; i < 30; ++i) unreferenced.push_back(some_object(rng, 5000));
+    insert_many_into(*store, model_, unreferenced, 0);
+    for (int i = 0; i < 40; ++i) {
+      const ObjectId& id = ids[rng() % n];
       if (model_[id].refs > 0) release_in(*store, model_, id);
     }
   }
 
-  // gc: 1,100 unreferenced objects (two gc batches of 1024), packed and loose, among
-  // referenced ones; a large packed object is among the dropped ones.
-  void prepare_gc(std::mt19937_64& rng) {
+  // gc: unreferenced objects, packed and loose, among referenced ones; for crashes past
+  // the first batch more than a gc batch (1024) of them. A large packed object is among
+  // the dropped ones; most are inserted with no references, some are released.
+  void prepare_gc(std::mt19937_64& rng, bool several_batches) {
+    const int dead = several_batches ? 560 : 150;  // of each tier
     Store::init(dir_);
     auto store = Store::open(dir_);
-    std::vector<Bytes> packed, loose;
-    for (int i = 0; i < 1100; ++i) packed.push_back(some_object(rng, 3000));
+    auto objects = [&](int count) {
+      std::vector<Bytes> out;
+      for (int i = 0; i < count; ++i) out.push_back(some_object(rng, 3000));
+      return out;
+    };
+    auto packed = objects(400);
     auto packed_ids = insert_many_into(*store, model_, packed);
+    insert_many_into(*store, model_, objects(dead), 0);
     ObjectId large = insert_into(*store, model_, random_bytes(rng, kLarge));
     store->pack();
-    for (int i = 0; i < 700; ++i) loose.push_back(some_object(rng, 3000));
-    auto loose_ids = insert_many_into(*store, model_, loose);
-    for (int i = 0; i < 50; ++i) insert_into(*store, model_, packed[i]);  // refcount 2
+    auto loose_ids = insert_many_into(*store, model_, objects(300));
+    insert_many_into(*store, model_, objects(dead), 0);
+    for (int i = 0; i < 20; ++i) insert_into(*store, model_, packed[i]);  // refcount 2
     release_in(*store, model_, large);
-    for (int i = 0; i < 700; ++i) release_in(*store, model_, packed_ids[i]);
-    for (int i = 0; i < 450; ++i) release_in(*store, model_, loose_ids[i]);
-    EXPECT_GT(store->status().unreferenced_objects, 1024u);
+    for (int i = 0; i < 60; ++i) release_in(*store, model_, packed_ids[i]);
+    for (int i = 0; i < 40; ++i) release_in(*store, model_, loose_ids[i]);
+    EXPECT_GT(store->status().unreferenced_objects, 2u * static_cast<std::uint64_t>(dead));
   }
 
   // repack: four packs, each with dead records after release + gc; one holds a large
@@ -409,12 +419,14 @@ class StoreCrashTest : public ::testing::TestWithParam<CrashCase> {
     Store::init(dir_, settings);
     auto store = Store::open(dir_);
     for (int round = 0; round < 4; ++round) {
-      std::vector<Bytes> objects;
-      for (int i = 0; i < 250; ++i) objects.push_back(some_object(rng, 3000));
+      std::vector<Bytes> objects, unreferenced;
+      for (int i = 0; i < 150; ++i) objects.push_back(some_object(rng, 3000));
+      for (int i = 0; i < 100; ++i) unreferenced.push_back(some_object(rng, 3000));
       auto ids = insert_many_into(*store, model_, objects);
+      insert_many_into(*store, model_, unreferenced, 0);
       if (round == 1) insert_into(*store, model_, random_bytes(rng, kLarge));
       store->pack();
-      for (int i = 0; i < 100; ++i) {
+      for (int i = 0; i < 20; ++i) {
         const ObjectId& id = ids[rng() % ids.size()];
         if (model_[id].refs > 0) release_in(*store, model_, id);
       }
@@ -436,10 +448,10 @@ TEST_P(StoreCrashTest, CrashAtStepKeepsEveryObjectAndJobCanFinish) {
   std::mt19937_64 rng(testing::test_seed());
   switch (job) {
     case Job::kPack:
-      prepare_pack(rng);
+      prepare_pack(rng, c.hit > 1);
       break;
     case Job::kGc:
-      prepare_gc(rng);
+      prepare_gc(rng, c.hit > 1);
       break;
     case Job::kRepack:
       prepare_repack(rng);

@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "tests/unit/support/test_support.h"
@@ -138,6 +139,51 @@ TEST_F(StoreTest, InsertManyAndExtractManyKeepOrderAndDedup) {
   extract_all();
   store_->pack();
   extract_all();
+}
+
+TEST_F(StoreTest, InsertFilesReportsEachPathInOrder) {
+  std::mt19937_64 rng(testing::test_seed());
+  auto files = tmp_.path() / "files";
+  std::filesystem::create_directories(files / "a-directory");
+  std::vector<std::filesystem::path> paths;
+  std::vector<std::vector<std::byte>> contents;
+  auto add = [&](const std::string& name, std::vector<std::byte> data) {
+    paths.push_back(files / name);
+    std::ofstream(paths.back(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    contents.push_back(std::move(data));
+  };
+  for (int i = 0; i < 50; ++i) add("small" + std::to_string(i), random_bytes(rng, rng() % 5000));
+  add("empty", {});
+  add("big", random_bytes(rng, 10 << 20));  // streamed, between batched ones
+  add("copy", contents[3]);
+  paths.insert(paths.begin() + 10, files / "a-directory");
+  contents.insert(contents.begin() + 10, std::vector<std::byte>{});
+  paths.insert(paths.begin() + 20, files / "missing");
+  contents.insert(contents.begin() + 20, std::vector<std::byte>{});
+
+  std::vector<std::size_t> order;
+  store_->insert_files(paths, [&](std::size_t i, const InsertResult* r, const StoreError* e) {
+    order.push_back(i);
+    if (i == 10) {
+      ASSERT_NE(e, nullptr);
+      EXPECT_EQ(e->code(), EISDIR);
+    } else if (i == 20) {
+      ASSERT_NE(e, nullptr);
+      EXPECT_EQ(e->code(), ENOENT);
+    } else {
+      ASSERT_NE(r, nullptr) << paths[i] << ": " << (e ? e->what() : "");
+      EXPECT_EQ(r->id, Sha256::of(contents[i])) << paths[i];
+    }
+  });
+  std::vector<std::size_t> expected(paths.size());
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(order, expected);
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (i == 10 || i == 20) continue;
+    EXPECT_EQ(store_->read(Sha256::of(contents[i])), contents[i]) << paths[i];
+  }
+  EXPECT_EQ(store_->stat(Sha256::of(contents[3]))->refcount, 2u);
 }
 
 TEST_F(StoreTest, ExtractManyReportsMissingObjectsOnly) {
