@@ -118,6 +118,18 @@ bool worth_compressing(std::span<const std::byte> head, std::uint64_t total_size
   return n * 10 < sample.size() * 9;
 }
 
+std::size_t compress_if_worth(std::span<const std::byte> in, int level,
+                              std::vector<std::byte>& out) {
+  if (in.size() < kMinCompressSize) return 0;
+  if (in.size() > kDirectTrialLimit && !worth_compressing(in.first(64 << 10), in.size())) return 0;
+  if (in.size() <= kDirectTrialLimit && has_compressed_magic(in)) return 0;
+  const std::size_t old = out.size();
+  std::size_t n = zstd_compress(in, level, out);
+  if (n * 10 < in.size() * 9) return n;
+  out.resize(old);
+  return 0;
+}
+
 std::size_t zstd_compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out) {
   const std::size_t old = out.size();
   out.resize(old + ZSTD_compressBound(in.size()));

@@ -24,6 +24,15 @@ inline constexpr std::size_t kMinCompressSize = 64;
 // 16 KiB sample at level 1, kept only if it saves at least ~10%.
 bool worth_compressing(std::span<const std::byte> head, std::uint64_t total_size);
 
+// Compresses a whole object into `out` (appended) when that pays, i.e. saves at
+// least ~10%, and returns the compressed size; returns 0 and leaves `out` as it was
+// when the object is better stored raw. Objects up to kDirectTrialLimit are
+// compressed outright, the compression being its own trial (a separate trial would
+// cost as much again); larger ones are first sampled with worth_compressing.
+inline constexpr std::size_t kDirectTrialLimit = 64 << 10;
+std::size_t compress_if_worth(std::span<const std::byte> in, int level,
+                              std::vector<std::byte>& out);
+
 // One-shot compression of a whole (small or medium) object. Appends to `out` and
 // returns the compressed size. Reuses a per-thread context.
 std::size_t zstd_compress(std::span<const std::byte> in, int level, std::vector<std::byte>& out);

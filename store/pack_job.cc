@@ -33,14 +33,9 @@ RecordHeader encode_record(const ObjectInfo& info, std::span<const std::byte> ra
   header.raw_size = raw.size();
   std::size_t at = out.size();
   out.resize(at + kRecordHeaderSize);
-  if (worth_compressing(raw.first(std::min<std::size_t>(raw.size(), 64 << 10)), raw.size())) {
-    std::size_t n = zstd_compress(raw, level, out);
-    if (n < raw.size()) {
-      header.codec = Codec::kZstd;
-      header.stored_size = n;
-    } else {
-      out.resize(at + kRecordHeaderSize);
-    }
+  if (std::size_t n = compress_if_worth(raw, level, out)) {
+    header.codec = Codec::kZstd;
+    header.stored_size = n;
   }
   if (header.codec == Codec::kRaw) {
     out.insert(out.end(), raw.begin(), raw.end());

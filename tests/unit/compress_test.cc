@@ -152,6 +152,29 @@ TEST(Compress, WorthCompressingSkipsKnownMagics) {
   EXPECT_TRUE(worth_compressing(wav, wav.size()));
 }
 
+TEST(Compress, CompressIfWorthKeepsOnlyWhatPays) {
+  std::mt19937_64 rng(casfs::testing::test_seed());
+  for (std::size_t size : {std::size_t{200}, std::size_t{16 << 10}, std::size_t{1 << 20}}) {
+    std::vector<std::byte> out(5, std::byte{7});
+    auto text = text_bytes(size);
+    std::size_t n = compress_if_worth(text, 3, out);
+    ASSERT_GT(n, 0u) << size;
+    EXPECT_EQ(out.size(), 5 + n);
+    std::vector<std::byte> back(size);
+    zstd_decompress(std::span<const std::byte>(out).subspan(5), back);
+    EXPECT_EQ(back, text);
+
+    std::vector<std::byte> untouched(5, std::byte{7});
+    auto noise = casfs::testing::random_bytes(rng, size);
+    EXPECT_EQ(compress_if_worth(noise, 3, untouched), 0u) << size;
+    EXPECT_EQ(untouched, std::vector<std::byte>(5, std::byte{7}));
+    EXPECT_EQ(compress_if_worth(with_prefix("\x1F\x8B", size), 3, untouched), 0u) << size;
+  }
+  std::vector<std::byte> out;
+  EXPECT_EQ(compress_if_worth(text_bytes(kMinCompressSize - 1), 3, out), 0u);
+  EXPECT_TRUE(out.empty());
+}
+
 TEST(Compress, CorruptFrameThrowsEio) {
   std::vector<std::byte> raw = text_bytes(100'000);
   std::vector<std::byte> frame;

@@ -320,7 +320,7 @@ int run_crashing_child(const fs::path& dir, const std::string& failpoint, int hi
     int code = kNotReached;
     try {
       auto store = Store::open(dir);
-      int seen = 0;
+      std::atomic<int> seen{0};  // pack reaches pack.unlinked on a worker thread
       set_failpoint_hook([&seen, failpoint, hit](std::string_view name) {
         if (name == failpoint && ++seen == hit) ::_exit(kCrashed);
       });
