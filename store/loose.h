@@ -27,10 +27,13 @@ class LooseTier {
 
   // "ab/cdef…", relative to dir_fd().
   static std::string relative_path(const ObjectId& id);
-  // A name in staging/ that no other writer in this process uses.
-  std::string new_staging_name();
-  // Removes everything in staging/ (called at open, under the store lock: whatever
-  // is there was left by a process that died).
+  // A name in staging/ that no other writer in this process uses, relative to
+  // staging_fd(). With an id it lies in staging/XX/, XX being the id's first byte:
+  // spreading new files over many directories keeps concurrent creates from queueing
+  // on one directory's lock, and ext4 spreads the directories' inodes over groups.
+  std::string new_staging_name(const ObjectId* id = nullptr);
+  // Removes everything in staging/ and makes sure staging/XX/ exist (called at open,
+  // under the store lock: whatever is there was left by a process that died).
   void clean_staging();
 
   // Unlinks the objects' files, many at once through `io`; a missing file is not an

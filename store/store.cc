@@ -137,7 +137,7 @@ std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, st
   bool per_file_sync = to_write.size() <= kPerFileSyncLimit;
   for (std::size_t k = 0; k < to_write.size(); ++k) {
     const Blob& b = blobs[to_write[k]];
-    staging_names[k] = loose.new_staging_name();
+    staging_names[k] = loose.new_staging_name(&b.id);
     final_names[k] = LooseTier::relative_path(b.id);
     ops[k].dir_fd = loose.staging_fd();
     ops[k].path = staging_names[k].c_str();

@@ -382,16 +382,18 @@ mkfifo "$work/fifo"
 "$casfs" store add "$L" - <"$work/fifo" >"$work/bg.out" 2>&1 &
 bg_pid=$!
 exec 3>"$work/fifo"
-refused=no
-for _ in $(seq 1 100); do
-  cas store ls "$L"
-  if [[ $rc -ne 0 ]]; then
-    refused=yes
-    break
-  fi
+# Wait until the background add holds the lock (its pid is in run/lock): polling
+# with other casfs processes before that could take the lock from under it.
+for _ in $(seq 1 200); do
+  [[ "$(cat "$L/run/lock" 2>/dev/null)" == "$bg_pid" ]] && break
   sleep 0.05
 done
-if [[ $refused == yes ]]; then expect_error "a store in use by another process is refused" 1; else fail "a store in use by another process is refused" "$(show)"; fi
+cas store ls "$L"
+if [[ $rc -ne 0 ]] && grep -q "pid $bg_pid" "$err"; then
+  expect_error "a store in use by another process is refused, naming its pid" 1
+else
+  fail "a store in use by another process is refused, naming its pid" "$(show)"
+fi
 printf 'locked\n' >&3
 exec 3>&-
 wait "$bg_pid"
