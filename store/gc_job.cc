@@ -84,8 +84,13 @@ GcReport Store::gc(const ProgressFn& progress) {
     std::unique_lock gate(impl.loose_gate);
     auto txn = LmdbTxn::read(*impl.env);
     std::vector<std::string> orphans;
+    std::vector<std::string> temp_files;
     impl.loose.for_each_in_prefix(prefix, [&](const ObjectId& id, const std::string& rel, bool valid) {
-      if (!valid) return;  // not ours to delete
+      if (!valid) {
+        // With the gate held no insert is under way: a temporary file is a crash's.
+        if (LooseTier::is_temp_name(rel.substr(3))) temp_files.push_back(rel);
+        return;
+      }
       auto info = impl.index->get(txn, id);
       if (!info || info->tier != Tier::kLoose) orphans.push_back(rel);
     });
@@ -93,6 +98,7 @@ GcReport Store::gc(const ProgressFn& progress) {
     for (const auto& rel : orphans) {
       if (::unlinkat(impl.loose.dir_fd(), rel.c_str(), 0) == 0) report.loose_removed += 1;
     }
+    for (const auto& rel : temp_files) ::unlinkat(impl.loose.dir_fd(), rel.c_str(), 0);
     if (progress) progress(++done, total);
   }
   return report;

@@ -47,7 +47,9 @@ struct ReadFileOp {
 // Creates a new file and fills it: openat(dir_fd, path, O_WRONLY|O_CREAT|O_EXCL,
 // 0444) → write all of data → fdatasync if `sync` → close → if rename_path is set,
 // renameat(dir_fd, path, rename_dir_fd, rename_path). result: data.size() or -errno
-// of the first step that failed (the partly written file is then unlinked).
+// of the first step that failed; the partly written file is then unlinked unless
+// unlink_on_failure is false (for a caller that must not remove a path another
+// writer may have replaced meanwhile).
 struct WriteFileOp {
   int dir_fd = ReadFileOp::AT_FDCWD_VALUE;
   const char* path = nullptr;
@@ -55,6 +57,7 @@ struct WriteFileOp {
   bool sync = false;
   int rename_dir_fd = ReadFileOp::AT_FDCWD_VALUE;
   const char* rename_path = nullptr;  // nullptr: leave the file at path
+  bool unlink_on_failure = true;
   std::int64_t result = 0;
 };
 

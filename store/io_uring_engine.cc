@@ -327,7 +327,8 @@ class UringEngine final : public IoEngine {
         res = c.close_res;
       }
       if (res < 0 || retry) {
-        ::unlinkat(op.dir_fd, op.path, 0);  // best effort; the first error is what counts
+        // Best effort; the first error is what counts.
+        if (op.unlink_on_failure) ::unlinkat(op.dir_fd, op.path, 0);
         if (retry) by_syscall.push_back(i);
         op.result = res;
         return;

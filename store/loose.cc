@@ -47,9 +47,7 @@ void LooseTier::create_layout(const std::filesystem::path& store_dir) {
   for (unsigned p = 0; p < 256; ++p) {
     std::filesystem::create_directories(store_dir / "loose" / prefix_name(p));
   }
-  for (unsigned p = 0; p < 256; ++p) {
-    std::filesystem::create_directories(store_dir / "staging" / prefix_name(p));
-  }
+  std::filesystem::create_directories(store_dir / "staging");
 }
 
 LooseTier::LooseTier(const std::filesystem::path& store_dir)
@@ -62,30 +60,24 @@ std::string LooseTier::relative_path(const ObjectId& id) {
   return hex.substr(0, 2) + "/" + hex.substr(2);
 }
 
-std::string LooseTier::new_staging_name(const ObjectId* id) {
+namespace {
+std::string unique_suffix() {
   static std::atomic<std::uint64_t> counter{0};
-  std::string name = std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + ".tmp";
-  return id ? prefix_name(id->bytes[0]) + "/" + name : name;
+  return std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+}
+}  // namespace
+
+std::string LooseTier::new_staging_name() { return unique_suffix() + ".tmp"; }
+
+std::string LooseTier::new_temp_name(const ObjectId& id) {
+  return prefix_name(id.bytes[0]) + "/.tmp-" + unique_suffix();
 }
 
 void LooseTier::clean_staging() {
-  // False when the directory is missing.
-  auto remove_files_in = [](int dir_fd, const std::string& rel) {
-    DirHandle d = open_dir_stream(dir_fd, rel);
-    if (!d) return false;
-    int fd = ::dirfd(d.get());
-    while (dirent* e = ::readdir(d.get())) {
-      if (e->d_type != DT_DIR) ::unlinkat(fd, e->d_name, 0);
-    }
-    return true;
-  };
-  remove_files_in(staging_dir_.get(), ".");
-  for (unsigned p = 0; p < 256; ++p) {
-    std::string sub = prefix_name(p);
-    if (remove_files_in(staging_dir_.get(), sub)) continue;
-    if (::mkdirat(staging_dir_.get(), sub.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw_errno("cannot create " + (dir_.parent_path() / "staging" / sub).string());
-    }
+  DirHandle d = open_dir_stream(staging_dir_.get(), ".");
+  if (!d) return;
+  while (dirent* e = ::readdir(d.get())) {
+    if (e->d_type != DT_DIR) ::unlinkat(staging_dir_.get(), e->d_name, 0);
   }
 }
 

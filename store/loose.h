@@ -7,6 +7,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "store/hash.h"
 #include "store/unique_fd.h"
@@ -28,12 +29,17 @@ class LooseTier {
   // "ab/cdef…", relative to dir_fd().
   static std::string relative_path(const ObjectId& id);
   // A name in staging/ that no other writer in this process uses, relative to
-  // staging_fd(). With an id it lies in staging/XX/, XX being the id's first byte:
-  // spreading new files over many directories keeps concurrent creates from queueing
-  // on one directory's lock, and ext4 spreads the directories' inodes over groups.
-  std::string new_staging_name(const ObjectId* id = nullptr);
-  // Removes everything in staging/ and makes sure staging/XX/ exist (called at open,
-  // under the store lock: whatever is there was left by a process that died).
+  // staging_fd(): for objects streamed in, whose id is known only at the end.
+  std::string new_staging_name();
+  // A temporary name beside the object's final one ("XX/.tmp-…", relative to
+  // dir_fd()), for objects whose id is known before they are written. Renaming
+  // within one directory spares the filesystem-wide lock that the kernel takes for
+  // every rename across directories, which serialized concurrent inserts.
+  std::string new_temp_name(const ObjectId& id);
+  static bool is_temp_name(std::string_view name) { return name.starts_with(".tmp-"); }
+  // Removes everything in staging/ (called at open, under the store lock: whatever
+  // is there was left by a process that died). Temporary files in loose/XX/ are
+  // left to gc, which visits those directories anyway.
   void clean_staging();
 
   // Unlinks the objects' files, many at once through `io`; a missing file is not an
@@ -43,9 +49,9 @@ class LooseTier {
   UniqueFd open_read(const ObjectId& id) const;
   // fsyncs the directory loose/XX that holds `id`, making a rename into it durable.
   void sync_dir_of(const ObjectId& id) const;
-  // Visits every file in loose/XX for one prefix byte: (id, name is valid).
-  // Files whose names are not object ids are passed with valid=false and an
-  // all-zero id.
+  // Visits every file in loose/XX for one prefix byte: (id, path relative to
+  // dir_fd(), name is an object id). Other files (temporary ones among them) are
+  // passed with valid=false and an all-zero id.
   void for_each_in_prefix(unsigned prefix,
                           const std::function<void(const ObjectId&, const std::string& rel,
                                                    bool valid)>& visit) const;

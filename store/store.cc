@@ -131,27 +131,46 @@ std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, st
     }
   }
 
-  std::vector<std::string> staging_names(to_write.size());
+  // New objects are created directly under their final names (O_EXCL), sparing a
+  // rename each. A name that exists already is a crash's leftover, or another
+  // thread's copy of the same object: those are written to a temporary name and
+  // renamed over it, which is atomic and leaves identical bytes in either case.
+  // A failed direct write leaves its file in place rather than risk unlinking a
+  // complete copy renamed there meanwhile; unindexed, it is gc's to remove.
   std::vector<std::string> final_names(to_write.size());
   std::vector<WriteFileOp> ops(to_write.size());
   bool per_file_sync = to_write.size() <= kPerFileSyncLimit;
   for (std::size_t k = 0; k < to_write.size(); ++k) {
     const Blob& b = blobs[to_write[k]];
-    staging_names[k] = loose.new_staging_name(&b.id);
     final_names[k] = LooseTier::relative_path(b.id);
-    ops[k].dir_fd = loose.staging_fd();
-    ops[k].path = staging_names[k].c_str();
+    ops[k].dir_fd = loose.dir_fd();
+    ops[k].path = final_names[k].c_str();
     ops[k].data = b.data;
     ops[k].sync = per_file_sync;
-    ops[k].rename_dir_fd = loose.dir_fd();
-    ops[k].rename_path = final_names[k].c_str();
+    ops[k].unlink_on_failure = false;
   }
   if (!ops.empty()) {
     io->write_files(ops);
-    for (const auto& op : ops) {
-      if (op.result < 0) {
-        throw_errno(static_cast<int>(-op.result), "cannot write loose object " +
-                                                      std::string(op.rename_path));
+    std::vector<std::string> temp_names;
+    std::vector<WriteFileOp> replace;
+    for (std::size_t k = 0; k < ops.size(); ++k) {
+      if (ops[k].result != -EEXIST) continue;
+      temp_names.push_back(loose.new_temp_name(blobs[to_write[k]].id));
+    }
+    for (std::size_t k = 0, t = 0; k < ops.size(); ++k) {
+      if (ops[k].result != -EEXIST) continue;
+      WriteFileOp op = ops[k];
+      op.path = temp_names[t++].c_str();
+      op.rename_dir_fd = loose.dir_fd();
+      op.rename_path = final_names[k].c_str();
+      op.unlink_on_failure = true;
+      replace.push_back(op);
+    }
+    if (!replace.empty()) io->write_files(replace);
+    for (std::size_t k = 0, r = 0; k < ops.size(); ++k) {
+      std::int64_t result = ops[k].result == -EEXIST ? replace[r++].result : ops[k].result;
+      if (result < 0) {
+        throw_errno(static_cast<int>(-result), "cannot write loose object " + final_names[k]);
       }
     }
     // Object bytes are durable before the index entry that names them.

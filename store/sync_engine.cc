@@ -109,7 +109,7 @@ void do_write_file(WriteFileOp& op) {
     return;
   }
   op.result = write_file_steps(op, fd);
-  if (op.result < 0) {
+  if (op.result < 0 && op.unlink_on_failure) {
     fd.reset();
     ::unlinkat(op.dir_fd, op.path, 0);  // best effort; the error reported is op.result
   }
