@@ -27,7 +27,9 @@ constexpr std::array<std::uint64_t, 256> kGear = make_gear_table();
 
 // The gear hash shifts left, so its high bits depend on the most bytes: masks take
 // their ones from the top.
-constexpr std::uint64_t top_bits(unsigned n) { return n == 0 ? 0 : ~std::uint64_t{0} << (64 - n); }
+constexpr std::uint64_t top_bits(unsigned n) {
+  return n == 0 ? 0 : ~std::uint64_t{0} << (64 - n);
+}
 
 }  // namespace
 

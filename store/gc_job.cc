@@ -85,15 +85,18 @@ GcReport Store::gc(const ProgressFn& progress) {
     auto txn = LmdbTxn::read(*impl.env);
     std::vector<std::string> orphans;
     std::vector<std::string> temp_files;
-    impl.loose.for_each_in_prefix(prefix, [&](const ObjectId& id, const std::string& rel, bool valid) {
-      if (!valid) {
-        // With the gate held no insert is under way: a temporary file is a crash's.
-        if (LooseTier::is_temp_name(rel.substr(3))) temp_files.push_back(rel);
-        return;
-      }
-      auto info = impl.index->get(txn, id);
-      if (!info || info->tier != Tier::kLoose) orphans.push_back(rel);
-    });
+    impl.loose.for_each_in_prefix(prefix,
+                                  [&](const ObjectId& id, const std::string& rel, bool valid) {
+                                    if (!valid) {
+                                      // With the gate held no insert is under way: a temporary file
+                                      // is a crash's.
+                                      if (LooseTier::is_temp_name(rel.substr(3)))
+                                        temp_files.push_back(rel);
+                                      return;
+                                    }
+                                    auto info = impl.index->get(txn, id);
+                                    if (!info || info->tier != Tier::kLoose) orphans.push_back(rel);
+                                  });
     txn.abort();
     for (const auto& rel : orphans) {
       if (::unlinkat(impl.loose.dir_fd(), rel.c_str(), 0) == 0) report.loose_removed += 1;

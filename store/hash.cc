@@ -84,16 +84,22 @@ struct Xxh3::State {
   XXH3_state_t s;
 };
 
-Xxh3::Xxh3() : state_(std::make_unique<State>()) { reset(); }
+Xxh3::Xxh3() : state_(std::make_unique<State>()) {
+  reset();
+}
 Xxh3::~Xxh3() = default;
 
-void Xxh3::reset() { XXH3_64bits_reset(&state_->s); }
+void Xxh3::reset() {
+  XXH3_64bits_reset(&state_->s);
+}
 
 void Xxh3::update(std::span<const std::byte> data) {
   XXH3_64bits_update(&state_->s, data.data(), data.size());
 }
 
-std::uint64_t Xxh3::digest() const { return XXH3_64bits_digest(&state_->s); }
+std::uint64_t Xxh3::digest() const {
+  return XXH3_64bits_digest(&state_->s);
+}
 
 std::uint64_t Xxh3::of(std::span<const std::byte> data) {
   return XXH3_64bits(data.data(), data.size());

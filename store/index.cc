@@ -14,7 +14,9 @@ constexpr std::size_t kObjectValueSize = 48;
 constexpr std::uint8_t kPackValueVersion = 1;
 constexpr std::size_t kPackValueSize = 40;
 
-Bytes id_key(const ObjectId& id) { return std::as_bytes(std::span(id.bytes)); }
+Bytes id_key(const ObjectId& id) {
+  return std::as_bytes(std::span(id.bytes));
+}
 
 std::array<std::byte, kObjectValueSize> encode_object(const ObjectInfo& info) {
   std::array<std::byte, kObjectValueSize> v{};
@@ -31,8 +33,7 @@ std::array<std::byte, kObjectValueSize> encode_object(const ObjectInfo& info) {
 }
 
 ObjectInfo decode_object(Bytes key, Bytes v) {
-  if (key.size() != 32 || v.size() != kObjectValueSize ||
-      v[0] != std::byte{kObjectValueVersion}) {
+  if (key.size() != 32 || v.size() != kObjectValueSize || v[0] != std::byte{kObjectValueVersion}) {
     throw StoreError(EIO, "index entry has an unknown layout; run `casfs store rebuild-index`");
   }
   ObjectInfo info;
@@ -41,8 +42,8 @@ ObjectInfo decode_object(Bytes key, Bytes v) {
   info.codec = static_cast<Codec>(v[2]);
   if ((info.tier != Tier::kLoose && info.tier != Tier::kPacked) ||
       (info.codec != Codec::kRaw && info.codec != Codec::kZstd)) {
-    throw StoreError(EIO, "index entry for " + info.id.hex() +
-                              " is damaged; run `casfs store rebuild-index`");
+    throw StoreError(
+        EIO, "index entry for " + info.id.hex() + " is damaged; run `casfs store rebuild-index`");
   }
   info.pack_id = get_le<std::uint32_t>(&v[4]);
   info.offset = get_le<std::uint64_t>(&v[8]);
@@ -61,7 +62,8 @@ std::array<std::byte, 4> pack_key(std::uint32_t id) {
 
 PackInfo decode_pack(Bytes key, Bytes v) {
   if (key.size() != 4 || v.size() != kPackValueSize || v[0] != std::byte{kPackValueVersion}) {
-    throw StoreError(EIO, "pack table entry has an unknown layout; run `casfs store rebuild-index`");
+    throw StoreError(EIO,
+                     "pack table entry has an unknown layout; run `casfs store rebuild-index`");
   }
   PackInfo p;
   p.id = get_be32(key.data());
@@ -88,7 +90,9 @@ void Index::put(LmdbTxn& txn, const ObjectInfo& info) {
   txn.put(objects_, id_key(info.id), v);
 }
 
-bool Index::erase(LmdbTxn& txn, const ObjectId& id) { return txn.del(objects_, id_key(id)); }
+bool Index::erase(LmdbTxn& txn, const ObjectId& id) {
+  return txn.del(objects_, id_key(id));
+}
 
 void Index::for_each(const LmdbTxn& txn, const std::function<bool(const ObjectInfo&)>& visit,
                      const ObjectId* from) const {
@@ -135,7 +139,9 @@ void Index::put_pack(LmdbTxn& txn, const PackInfo& p) {
   txn.put(packs_, pack_key(p.id), v);
 }
 
-void Index::erase_pack(LmdbTxn& txn, std::uint32_t id) { txn.del(packs_, pack_key(id)); }
+void Index::erase_pack(LmdbTxn& txn, std::uint32_t id) {
+  txn.del(packs_, pack_key(id));
+}
 
 void Index::for_each_pack(const LmdbTxn& txn,
                           const std::function<void(const PackInfo&)>& visit) const {

@@ -18,10 +18,10 @@ namespace casfs {
 
 struct PackInfo {
   std::uint32_t id = 0;
-  std::uint64_t size = 0;          // committed length of the file; bytes past it are torn
-  std::uint64_t live_bytes = 0;    // records the index points at (header + payload)
+  std::uint64_t size = 0;        // committed length of the file; bytes past it are torn
+  std::uint64_t live_bytes = 0;  // records the index points at (header + payload)
   std::uint64_t live_records = 0;
-  std::uint64_t dead_bytes = 0;    // records nobody points at any more
+  std::uint64_t dead_bytes = 0;  // records nobody points at any more
 };
 
 class Index {

@@ -46,7 +46,9 @@ LmdbEnv::LmdbEnv(const std::filesystem::path& dir, bool create) {
   }
 }
 
-LmdbEnv::~LmdbEnv() { mdb_env_close(env_); }
+LmdbEnv::~LmdbEnv() {
+  mdb_env_close(env_);
+}
 
 MDB_dbi LmdbEnv::open_db(const char* name, unsigned flags) {
   LmdbTxn txn = LmdbTxn::write(*this);
@@ -56,7 +58,9 @@ MDB_dbi LmdbEnv::open_db(const char* name, unsigned flags) {
   return dbi;
 }
 
-void LmdbEnv::sync() { check_mdb(mdb_env_sync(env_, 1), "mdb_env_sync"); }
+void LmdbEnv::sync() {
+  check_mdb(mdb_env_sync(env_, 1), "mdb_env_sync");
+}
 
 LmdbTxn LmdbTxn::read(LmdbEnv& env) {
   MDB_txn* txn;
@@ -73,7 +77,9 @@ LmdbTxn LmdbTxn::write(LmdbEnv& env) {
 LmdbTxn::LmdbTxn(LmdbTxn&& other) noexcept
     : txn_(std::exchange(other.txn_, nullptr)), writable_(other.writable_) {}
 
-LmdbTxn::~LmdbTxn() { abort(); }
+LmdbTxn::~LmdbTxn() {
+  abort();
+}
 
 void LmdbTxn::commit() {
   MDB_txn* txn = std::exchange(txn_, nullptr);
@@ -107,13 +113,17 @@ bool LmdbTxn::del(MDB_dbi dbi, Bytes key) {
   return true;
 }
 
-void LmdbTxn::clear(MDB_dbi dbi) { check_mdb(mdb_drop(txn_, dbi, 0), "index clear"); }
+void LmdbTxn::clear(MDB_dbi dbi) {
+  check_mdb(mdb_drop(txn_, dbi, 0), "index clear");
+}
 
 LmdbCursor::LmdbCursor(const LmdbTxn& txn, MDB_dbi dbi) {
   check_mdb(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
 }
 
-LmdbCursor::~LmdbCursor() { mdb_cursor_close(cursor_); }
+LmdbCursor::~LmdbCursor() {
+  mdb_cursor_close(cursor_);
+}
 
 bool LmdbCursor::move(MDB_cursor_op op) {
   int rc = mdb_cursor_get(cursor_, &key_, &val_, op);
@@ -122,8 +132,12 @@ bool LmdbCursor::move(MDB_cursor_op op) {
   return true;
 }
 
-bool LmdbCursor::first() { return move(MDB_FIRST); }
-bool LmdbCursor::next() { return move(MDB_NEXT); }
+bool LmdbCursor::first() {
+  return move(MDB_FIRST);
+}
+bool LmdbCursor::next() {
+  return move(MDB_NEXT);
+}
 bool LmdbCursor::seek(Bytes key) {
   key_ = to_val(key);
   return move(MDB_SET_RANGE);

@@ -14,7 +14,9 @@ namespace casfs {
 
 using Bytes = std::span<const std::byte>;
 
-inline Bytes as_bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+inline Bytes as_bytes(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
 
 // Throws StoreError(EIO or the mapped errno) naming `what` for a nonzero LMDB rc.
 void check_mdb(int rc, const char* what);

@@ -67,7 +67,9 @@ std::string unique_suffix() {
 }
 }  // namespace
 
-std::string LooseTier::new_staging_name() { return unique_suffix() + ".tmp"; }
+std::string LooseTier::new_staging_name() {
+  return unique_suffix() + ".tmp";
+}
 
 std::string LooseTier::new_temp_name(const ObjectId& id) {
   return prefix_name(id.bytes[0]) + "/.tmp-" + unique_suffix();
@@ -105,7 +107,8 @@ UniqueFd LooseTier::open_read(const ObjectId& id) const {
 void LooseTier::sync_dir_of(const ObjectId& id) const {
   UniqueFd d(::openat(loose_dir_.get(), prefix_name(id.bytes[0]).c_str(),
                       O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d || ::fsync(d.get()) != 0) throw_errno("cannot sync " + (dir_ / prefix_name(id.bytes[0])).string());
+  if (!d || ::fsync(d.get()) != 0)
+    throw_errno("cannot sync " + (dir_ / prefix_name(id.bytes[0])).string());
 }
 
 void LooseTier::for_each_in_prefix(

@@ -52,9 +52,9 @@ class LooseTier {
   // Visits every file in loose/XX for one prefix byte: (id, path relative to
   // dir_fd(), name is an object id). Other files (temporary ones among them) are
   // passed with valid=false and an all-zero id.
-  void for_each_in_prefix(unsigned prefix,
-                          const std::function<void(const ObjectId&, const std::string& rel,
-                                                   bool valid)>& visit) const;
+  void for_each_in_prefix(
+      unsigned prefix,
+      const std::function<void(const ObjectId&, const std::string& rel, bool valid)>& visit) const;
 
  private:
   std::filesystem::path dir_;

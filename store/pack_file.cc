@@ -14,7 +14,8 @@ namespace casfs {
 std::size_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset) {
   std::size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("read failed");
@@ -44,7 +45,9 @@ PackFiles::PackFiles(const std::filesystem::path& store_dir, std::size_t max_ope
   if (!dir_fd_) throw_errno("cannot open " + dir_.string());
 }
 
-std::string PackFiles::file_name(std::uint32_t id) { return std::to_string(id) + ".pack"; }
+std::string PackFiles::file_name(std::uint32_t id) {
+  return std::to_string(id) + ".pack";
+}
 
 std::shared_ptr<const UniqueFd> PackFiles::open_read(std::uint32_t id) {
   std::lock_guard lock(mutex_);

@@ -76,7 +76,7 @@ class PackAppender {
 };
 
 struct PackScanResult {
-  std::uint64_t valid_end = 0;   // end of the last intact record
+  std::uint64_t valid_end = 0;  // end of the last intact record
   std::uint64_t file_size = 0;
   bool header_ok = false;
   std::uint32_t version = 0;
@@ -85,7 +85,8 @@ struct PackScanResult {
 // Walks the records of an open pack from the start, calling visit(offset, header)
 // for each whose header checks and whose payload lies inside the file. Payloads are
 // not read here. Stops at the first bad header (a torn tail).
-PackScanResult scan_pack(int fd, const std::function<void(std::uint64_t, const RecordHeader&)>& visit);
+PackScanResult scan_pack(int fd,
+                         const std::function<void(std::uint64_t, const RecordHeader&)>& visit);
 
 // pread that retries on EINTR and short reads; returns bytes read (short only at
 // EOF) or throws StoreError.

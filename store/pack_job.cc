@@ -65,7 +65,8 @@ std::pair<RecordHeader, std::uint64_t> append_large(Store::Impl& impl, PackAppen
     throw corrupt_object(info.id, "loose file does not match its index entry");
   }
   std::size_t head = pread_full(fd.get(), buf, 0);
-  bool compress = worth_compressing(std::span<const std::byte>(buf).first(std::min<std::size_t>(head, 64 << 10)), size);
+  bool compress = worth_compressing(
+      std::span<const std::byte>(buf).first(std::min<std::size_t>(head, 64 << 10)), size);
 
   RecordHeader header;
   header.id = info.id;
@@ -205,14 +206,16 @@ PackReport Store::pack(const ProgressFn& progress) {
           if (!good[k]) continue;
           const ObjectInfo& info = todo[batch[k]];
           std::uint64_t at = out.size();
-          auto h = encode_record(info, std::span<const std::byte>(bufs[k]).first(info.raw_size), level, out);
+          auto h = encode_record(info, std::span<const std::byte>(bufs[k]).first(info.raw_size),
+                                 level, out);
           recs.push_back(PackedRecord{k, at, h});
         }
         return recs;
       };
       std::size_t half = batch.size() / 2;
       std::vector<std::byte> out_a, out_b;
-      auto second = std::async(std::launch::async, [&] { return encode_range(half, batch.size(), out_b); });
+      auto second =
+          std::async(std::launch::async, [&] { return encode_range(half, batch.size(), out_b); });
       auto recs_a = encode_range(0, half, out_a);
       auto recs_b = second.get();
       bufs.clear();
@@ -226,8 +229,10 @@ PackReport Store::pack(const ProgressFn& progress) {
       for (const auto& w : writes) {
         if (w.result < 0) throw_errno(static_cast<int>(-w.result), "cannot append to pack");
       }
-      for (const auto& r : recs_a) placed.emplace_back(batch[r.object], r.header, at_a + r.offset_in_buffer);
-      for (const auto& r : recs_b) placed.emplace_back(batch[r.object], r.header, at_b + r.offset_in_buffer);
+      for (const auto& r : recs_a)
+        placed.emplace_back(batch[r.object], r.header, at_a + r.offset_in_buffer);
+      for (const auto& r : recs_b)
+        placed.emplace_back(batch[r.object], r.header, at_b + r.offset_in_buffer);
     }
     failpoint("pack.appended");
     pack->sync();

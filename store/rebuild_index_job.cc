@@ -93,40 +93,42 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
 
   buf.resize(kStreamPiece);
   for (unsigned prefix = 0; prefix < 256; ++prefix) {
-    impl.loose.for_each_in_prefix(prefix, [&](const ObjectId& id, const std::string& rel, bool valid) {
-      if (!valid || found.contains(id)) return;
-      UniqueFd fd(::openat(impl.loose.dir_fd(), rel.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd) return;
-      Sha256 sha;
-      Xxh3 xxh;
-      std::uint64_t size = 0;
-      while (std::size_t n = pread_full(fd.get(), buf, size)) {
-        auto piece = std::span<const std::byte>(buf).first(n);
-        sha.update(piece);
-        xxh.update(piece);
-        size += n;
-      }
-      if (sha.finish() != id) {
-        report.bad_loose_files += 1;
-        return;
-      }
-      auto refs = refcount_for(id);
-      if (!refs) return;  // gc's to remove
-      ObjectInfo info;
-      info.id = id;
-      info.raw_size = info.stored_size = size;
-      info.checksum = xxh.digest();
-      info.refcount = *refs;
-      found.emplace(id, info);
-      report.loose_objects += 1;
-    });
+    impl.loose.for_each_in_prefix(
+        prefix, [&](const ObjectId& id, const std::string& rel, bool valid) {
+          if (!valid || found.contains(id)) return;
+          UniqueFd fd(::openat(impl.loose.dir_fd(), rel.c_str(), O_RDONLY | O_CLOEXEC));
+          if (!fd) return;
+          Sha256 sha;
+          Xxh3 xxh;
+          std::uint64_t size = 0;
+          while (std::size_t n = pread_full(fd.get(), buf, size)) {
+            auto piece = std::span<const std::byte>(buf).first(n);
+            sha.update(piece);
+            xxh.update(piece);
+            size += n;
+          }
+          if (sha.finish() != id) {
+            report.bad_loose_files += 1;
+            return;
+          }
+          auto refs = refcount_for(id);
+          if (!refs) return;  // gc's to remove
+          ObjectInfo info;
+          info.id = id;
+          info.raw_size = info.stored_size = size;
+          info.checksum = xxh.digest();
+          info.refcount = *refs;
+          found.emplace(id, info);
+          report.loose_objects += 1;
+        });
     if (progress) progress(++done, total);
   }
 
   auto txn = LmdbTxn::write(*impl.env);
   std::uint32_t next_id = 1;
   if (old_index_usable) {
-    if (auto v = impl.index->get_meta(txn, "next_pack_id")) next_id = static_cast<std::uint32_t>(std::stoul(*v));
+    if (auto v = impl.index->get_meta(txn, "next_pack_id"))
+      next_id = static_cast<std::uint32_t>(std::stoul(*v));
   }
   impl.index->clear_objects_and_packs(txn);
   for (const auto& [id, info] : found) impl.index->put(txn, info);

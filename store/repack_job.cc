@@ -112,7 +112,8 @@ RepackReport Store::repack(const RepackOptions& options, const ProgressFn& progr
   std::vector<PackInfo> mergeable;
   for (const auto& p : all) {
     std::uint64_t body = p.size > kPackHeaderSize ? p.size - kPackHeaderSize : 0;
-    if (p.dead_bytes > 0 && static_cast<double>(p.dead_bytes) >= options.dead_threshold * static_cast<double>(body)) {
+    if (p.dead_bytes > 0 &&
+        static_cast<double>(p.dead_bytes) >= options.dead_threshold * static_cast<double>(body)) {
       chosen.emplace(p.id, p);
     } else {
       mergeable.push_back(p);
@@ -150,8 +151,9 @@ RepackReport Store::repack(const RepackOptions& options, const ProgressFn& progr
       damaged.insert(id);
       continue;
     }
-    auto first = std::lower_bound(objects.begin(), objects.end(), id,
-                                  [](const ObjectInfo& o, std::uint32_t v) { return o.pack_id < v; });
+    auto first =
+        std::lower_bound(objects.begin(), objects.end(), id,
+                         [](const ObjectInfo& o, std::uint32_t v) { return o.pack_id < v; });
     for (auto it = first; it != objects.end() && it->pack_id == id; ++it) {
       std::uint64_t at = dest.size();
       if (!copy_record(src->get(), *it, dest, buf)) {

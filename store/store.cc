@@ -30,10 +30,11 @@ constexpr std::size_t kPerFileSyncLimit = 4;
 constexpr std::uint64_t kCoalesceGap = 4096;
 constexpr std::uint64_t kCoalesceMax = 4 << 20;
 
-std::span<const std::byte> as_span(const std::vector<std::byte>& v) { return {v.data(), v.size()}; }
+std::span<const std::byte> as_span(const std::vector<std::byte>& v) {
+  return {v.data(), v.size()};
+}
 
 }  // namespace
-
 
 // ---------------------------------------------------------------------------------
 // Opening and creating
@@ -104,11 +105,21 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const OpenO
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
-const std::filesystem::path& Store::dir() const { return impl_->dir; }
-const StoreSettings& Store::settings() const { return impl_->config.settings; }
-IoEngine& Store::io() { return *impl_->io; }
-LmdbEnv& Store::env() { return *impl_->env; }
-Index& Store::index() { return *impl_->index; }
+const std::filesystem::path& Store::dir() const {
+  return impl_->dir;
+}
+const StoreSettings& Store::settings() const {
+  return impl_->config.settings;
+}
+IoEngine& Store::io() {
+  return *impl_->io;
+}
+LmdbEnv& Store::env() {
+  return *impl_->env;
+}
+Index& Store::index() {
+  return *impl_->index;
+}
 
 // ---------------------------------------------------------------------------------
 // Inserting
@@ -315,7 +326,8 @@ InsertResult Store::Impl::commit_streamed(const std::string& staging_name, const
     return result;
   }
   std::string final_name = LooseTier::relative_path(id);
-  if (::renameat(loose.staging_fd(), staging_name.c_str(), loose.dir_fd(), final_name.c_str()) != 0) {
+  if (::renameat(loose.staging_fd(), staging_name.c_str(), loose.dir_fd(), final_name.c_str()) !=
+      0) {
     throw_errno("cannot move object " + id.hex() + " into the loose tier");
   }
   loose.sync_dir_of(id);
@@ -364,7 +376,8 @@ UniqueFd open_input_file(const std::filesystem::path& path, struct stat& st) {
   return fd;
 }
 
-std::function<std::size_t(std::span<std::byte>)> fd_reader(int fd, const std::filesystem::path& path) {
+std::function<std::size_t(std::span<std::byte>)> fd_reader(int fd,
+                                                           const std::filesystem::path& path) {
   return [fd, path](std::span<std::byte> buf) -> std::size_t {
     for (;;) {
       ssize_t n = ::read(fd, buf.data(), buf.size());
@@ -431,9 +444,13 @@ void Store::insert_files(std::span<const std::filesystem::path> paths, const Fil
 // ---------------------------------------------------------------------------------
 // Reading
 
-bool Store::has(const ObjectId& id) { return impl_->lookup(id).has_value(); }
+bool Store::has(const ObjectId& id) {
+  return impl_->lookup(id).has_value();
+}
 
-std::optional<ObjectInfo> Store::stat(const ObjectId& id) { return impl_->lookup(id); }
+std::optional<ObjectInfo> Store::stat(const ObjectId& id) {
+  return impl_->lookup(id);
+}
 
 void Store::list(const std::function<void(const ObjectInfo&)>& visit) {
   auto txn = LmdbTxn::read(*impl_->env);
@@ -466,7 +483,8 @@ void Store::Impl::stream_loose(const ObjectInfo& info, int fd,
 void Store::Impl::stream_packed(const ObjectInfo& info, int fd,
                                 const std::function<void(std::span<const std::byte>)>& out) {
   std::array<std::byte, kRecordHeaderSize> hb;
-  if (pread_full(fd, hb, info.offset) != hb.size()) throw corrupt_object(info.id, "record is truncated");
+  if (pread_full(fd, hb, info.offset) != hb.size())
+    throw corrupt_object(info.id, "record is truncated");
   auto header = RecordHeader::decode(hb);
   if (!header || header->id != info.id || header->stored_size != info.stored_size ||
       header->raw_size != info.raw_size || header->codec != info.codec) {
@@ -502,7 +520,8 @@ void Store::Impl::stream_packed(const ObjectInfo& info, int fd,
     raw.clear();
     zstd.update(piece, raw);
     delivered += raw.size();
-    if (delivered > info.raw_size) throw corrupt_object(info.id, "decodes to more bytes than recorded");
+    if (delivered > info.raw_size)
+      throw corrupt_object(info.id, "decodes to more bytes than recorded");
     if (!raw.empty()) out(as_span(raw));
   }
   if (delivered != info.raw_size || (info.codec == Codec::kZstd && !zstd.finished())) {
@@ -548,17 +567,19 @@ void Store::Impl::read_object_retrying(const ObjectId& id,
 
 std::vector<std::byte> Store::read(const ObjectId& id) {
   std::vector<std::byte> result;
-  impl_->read_object_retrying(
-      id, [&](std::span<const std::byte> piece) { result.insert(result.end(), piece.begin(), piece.end()); });
+  impl_->read_object_retrying(id, [&](std::span<const std::byte> piece) {
+    result.insert(result.end(), piece.begin(), piece.end());
+  });
   return result;
 }
 
-void Store::extract(const ObjectId& id, const std::function<void(std::span<const std::byte>)>& out) {
+void Store::extract(const ObjectId& id,
+                    const std::function<void(std::span<const std::byte>)>& out) {
   impl_->read_object_retrying(id, out);
 }
 
-void Store::Impl::extract_batch(std::span<const ObjectInfo> infos, std::span<const std::size_t> order,
-                                const ExtractSink& sink) {
+void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
+                                std::span<const std::size_t> order, const ExtractSink& sink) {
   // Packed records: coalesce neighbours into one read.
   struct Range {
     int fd;
@@ -684,7 +705,8 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink)
     const auto& x = infos[a];
     const auto& y = infos[b];
     if (x.tier != y.tier) return x.tier == Tier::kPacked;
-    if (x.tier == Tier::kPacked) return std::tie(x.pack_id, x.offset) < std::tie(y.pack_id, y.offset);
+    if (x.tier == Tier::kPacked)
+      return std::tie(x.pack_id, x.offset) < std::tie(y.pack_id, y.offset);
     return x.id < y.id;
   });
   std::vector<std::size_t> batch;

@@ -35,8 +35,8 @@ struct ObjectInfo {
   ObjectId id;
   Tier tier = Tier::kLoose;
   Codec codec = Codec::kRaw;
-  std::uint32_t pack_id = 0;      // packed only
-  std::uint64_t offset = 0;       // packed only: offset of the record header
+  std::uint32_t pack_id = 0;  // packed only
+  std::uint64_t offset = 0;   // packed only: offset of the record header
   std::uint64_t raw_size = 0;
   std::uint64_t stored_size = 0;  // payload bytes on disk
   std::uint64_t checksum = 0;     // XXH3-64 of the stored payload
@@ -107,12 +107,12 @@ struct RebuildReport {
 struct StoreStatus {
   std::uint64_t loose_objects = 0;
   std::uint64_t packed_objects = 0;
-  std::uint64_t loose_bytes = 0;       // raw == stored for loose
+  std::uint64_t loose_bytes = 0;  // raw == stored for loose
   std::uint64_t packed_raw_bytes = 0;
   std::uint64_t packed_stored_bytes = 0;
   std::uint64_t packs = 0;
-  std::uint64_t pack_file_bytes = 0;   // on disk, headers and dead records included
-  std::uint64_t dead_bytes = 0;        // in packs, reclaimable by repack
+  std::uint64_t pack_file_bytes = 0;       // on disk, headers and dead records included
+  std::uint64_t dead_bytes = 0;            // in packs, reclaimable by repack
   std::uint64_t unreferenced_objects = 0;  // refcount 0, reclaimable by gc
   std::string io_engine;
   std::uint64_t raw_bytes() const { return loose_bytes + packed_raw_bytes; }
@@ -154,7 +154,7 @@ class Store {
   const std::filesystem::path& dir() const;
   const StoreSettings& settings() const;
   IoEngine& io();
-  LmdbEnv& env();    // for the filesystem's own tables in the same environment
+  LmdbEnv& env();  // for the filesystem's own tables in the same environment
   Index& index();
 
   // --- adding objects -------------------------------------------------------

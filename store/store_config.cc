@@ -89,7 +89,8 @@ StoreConfig StoreConfig::load(const std::filesystem::path& dir) {
     config.settings.chunk_avg = ch.at("avg").get<std::uint32_t>();
     config.settings.chunk_max = ch.at("max").get<std::uint32_t>();
   } catch (const nlohmann::json::exception& e) {
-    throw StoreError(EINVAL, file.string() + " is missing a setting or has one of the wrong type (" +
+    throw StoreError(EINVAL, file.string() +
+                                 " is missing a setting or has one of the wrong type (" +
                                  std::string(e.what()) + ")");
   }
   return config;

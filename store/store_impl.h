@@ -71,8 +71,10 @@ struct Store::Impl {
     auto txn = LmdbTxn::read(*env);
     return index->get(txn, id);
   }
-  void read_object(const ObjectInfo& info, const std::function<void(std::span<const std::byte>)>& out);
-  void read_object_retrying(const ObjectId& id, const std::function<void(std::span<const std::byte>)>& out);
+  void read_object(const ObjectInfo& info,
+                   const std::function<void(std::span<const std::byte>)>& out);
+  void read_object_retrying(const ObjectId& id,
+                            const std::function<void(std::span<const std::byte>)>& out);
   void stream_packed(const ObjectInfo& info, int fd,
                      const std::function<void(std::span<const std::byte>)>& out);
   void stream_loose(const ObjectInfo& info, int fd,

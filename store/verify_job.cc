@@ -30,7 +30,8 @@ VerifyReport Store::verify(const ProgressFn& progress) {
       if (::fstatat(impl.packs.dir_fd(), name.c_str(), &st, 0) != 0) {
         report.problems.push_back({ObjectId{}, "pack " + name + " is missing"});
       } else if (static_cast<std::uint64_t>(st.st_size) < p.size) {
-        report.problems.push_back({ObjectId{}, "pack " + name + " is shorter than the index records"});
+        report.problems.push_back(
+            {ObjectId{}, "pack " + name + " is shorter than the index records"});
       }
     });
   }

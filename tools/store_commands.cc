@@ -103,14 +103,15 @@ int store_add(const std::string& dir, const std::vector<std::string>& paths) {
     }
     std::vector<fs::path> run;
     for (; i < paths.size() && paths[i] != "-"; ++i) run.emplace_back(paths[i]);
-    store->insert_files(run, [&](std::size_t k, const InsertResult* result, const StoreError* error) {
-      const std::string path = run[k].string();
-      if (error != nullptr && error->code() == EISDIR) {
-        report(path, nullptr, (path + ": is a directory").c_str());
-      } else {
-        report(path, result, error ? about_path(path, error->what()).c_str() : nullptr);
-      }
-    });
+    store->insert_files(
+        run, [&](std::size_t k, const InsertResult* result, const StoreError* error) {
+          const std::string path = run[k].string();
+          if (error != nullptr && error->code() == EISDIR) {
+            report(path, nullptr, (path + ": is a directory").c_str());
+          } else {
+            report(path, result, error ? about_path(path, error->what()).c_str() : nullptr);
+          }
+        });
   }
   progress.clear();
   // One file added from a script stays as quiet as sha256sum; batches get a summary.

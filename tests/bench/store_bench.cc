@@ -777,16 +777,16 @@ void bench_tree(const Options& o, Report& rep) {
       std::size_t from = std::min(files.size(), part * per);
       std::size_t to = std::min(files.size(), from + per);
       std::span<const fs::path> mine(files.data() + from, to - from);
-      store->insert_files(mine, [&](std::size_t k, const casfs::InsertResult* r,
-                                    const casfs::StoreError* e) {
-        if (r != nullptr) {
-          if (r->added) ++added;
-          ids[from + k] = r->id;
-        } else if (failed++ == 0) {
-          std::lock_guard lock(err_mu);
-          first_error = files[from + k].string() + ": " + e->what();
-        }
-      });
+      store->insert_files(
+          mine, [&](std::size_t k, const casfs::InsertResult* r, const casfs::StoreError* e) {
+            if (r != nullptr) {
+              if (r->added) ++added;
+              ids[from + k] = r->id;
+            } else if (failed++ == 0) {
+              std::lock_guard lock(err_mu);
+              first_error = files[from + k].string() + ": " + e->what();
+            }
+          });
     };
     auto t0 = Clock::now();
     std::vector<std::thread> threads;

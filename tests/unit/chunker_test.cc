@@ -104,7 +104,8 @@ TEST(ChunkerTest, BoundariesAreFixedByTheFormat) {
   }
   Chunker c(ChunkerParams{});
   auto sizes = c.split(data);
-  std::vector<std::size_t> first(sizes.begin(), sizes.begin() + std::min<std::size_t>(4, sizes.size()));
+  std::vector<std::size_t> first(sizes.begin(),
+                                 sizes.begin() + std::min<std::size_t>(4, sizes.size()));
   // Recorded from this implementation when the format was fixed.
   EXPECT_EQ(first, (std::vector<std::size_t>{90011, 50544, 70319, 74198}));
 }

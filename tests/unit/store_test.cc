@@ -8,8 +8,8 @@
 
 #include <fstream>
 #include <map>
-#include <numeric>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "tests/unit/support/test_support.h"
 
@@ -28,7 +28,8 @@ std::vector<std::byte> compressible(std::mt19937_64& rng, std::size_t size) {
   std::vector<std::byte> out;
   out.reserve(size);
   while (out.size() < size) {
-    for (const char* c = words[rng() % 6]; *c && out.size() < size; ++c) out.push_back(std::byte(*c));
+    for (const char* c = words[rng() % 6]; *c && out.size() < size; ++c)
+      out.push_back(std::byte(*c));
   }
   return out;
 }
@@ -57,9 +58,13 @@ class StoreTest : public ::testing::Test {
 
 TEST_F(StoreTest, RoundTripsObjectsOfEverySizeInBothTiers) {
   std::mt19937_64 rng(testing::test_seed());
-  std::vector<std::vector<std::byte>> objects = {
-      {}, random_bytes(rng, 1), random_bytes(rng, 100), compressible(rng, 5000),
-      random_bytes(rng, 1 << 20), compressible(rng, 20 << 20), random_bytes(rng, 9 << 20)};
+  std::vector<std::vector<std::byte>> objects = {{},
+                                                 random_bytes(rng, 1),
+                                                 random_bytes(rng, 100),
+                                                 compressible(rng, 5000),
+                                                 random_bytes(rng, 1 << 20),
+                                                 compressible(rng, 20 << 20),
+                                                 random_bytes(rng, 9 << 20)};
   std::vector<ObjectId> ids;
   for (const auto& o : objects) {
     auto r = store_->insert(o);
@@ -72,7 +77,8 @@ TEST_F(StoreTest, RoundTripsObjectsOfEverySizeInBothTiers) {
     for (std::size_t i = 0; i < objects.size(); ++i) {
       EXPECT_EQ(store_->read(ids[i]), objects[i]) << "object " << i;
       std::vector<std::byte> streamed;
-      store_->extract(ids[i], [&](auto piece) { streamed.insert(streamed.end(), piece.begin(), piece.end()); });
+      store_->extract(
+          ids[i], [&](auto piece) { streamed.insert(streamed.end(), piece.begin(), piece.end()); });
       EXPECT_EQ(streamed, objects[i]) << "object " << i;
     }
   };
@@ -122,7 +128,8 @@ TEST_F(StoreTest, LeftoverFileUnderAnObjectsNameIsReplacedOnInsert) {
   // And through the small-batch path, for an object with a leftover of another size.
   std::string other = "a second object";
   ObjectId id2 = Sha256::of(bytes_of(other));
-  std::ofstream(dir_ / "loose" / id2.hex().substr(0, 2) / id2.hex().substr(2)) << "junk junk junk junk";
+  std::ofstream(dir_ / "loose" / id2.hex().substr(0, 2) / id2.hex().substr(2))
+      << "junk junk junk junk";
   store_->insert(bytes_of(other));
   EXPECT_EQ(store_->read(id2).size(), other.size());
   store_->pack();
@@ -142,7 +149,8 @@ TEST_F(StoreTest, InsertManyAndExtractManyKeepOrderAndDedup) {
     ASSERT_EQ(results[i].id, Sha256::of(objects[i]));
     expected_refs[results[i].id] += 1;
   }
-  for (auto& [id, n] : expected_refs) ASSERT_EQ(store_->stat(id)->refcount, static_cast<std::uint64_t>(n));
+  for (auto& [id, n] : expected_refs)
+    ASSERT_EQ(store_->stat(id)->refcount, static_cast<std::uint64_t>(n));
 
   auto extract_all = [&] {
     std::vector<ObjectId> ids;
@@ -150,9 +158,13 @@ TEST_F(StoreTest, InsertManyAndExtractManyKeepOrderAndDedup) {
     std::vector<std::vector<std::byte>> got(ids.size());
     std::vector<int> done(ids.size(), 0);
     ExtractSink sink;
-    sink.data = [&](std::size_t i, auto piece) { got[i].insert(got[i].end(), piece.begin(), piece.end()); };
+    sink.data = [&](std::size_t i, auto piece) {
+      got[i].insert(got[i].end(), piece.begin(), piece.end());
+    };
     sink.done = [&](std::size_t i) { done[i] += 1; };
-    sink.error = [&](std::size_t i, const StoreError& e) { ADD_FAILURE() << i << ": " << e.what(); };
+    sink.error = [&](std::size_t i, const StoreError& e) {
+      ADD_FAILURE() << i << ": " << e.what();
+    };
     store_->extract_many(ids, sink);
     for (std::size_t i = 0; i < ids.size(); ++i) {
       ASSERT_EQ(done[i], 1) << i;
@@ -173,7 +185,8 @@ TEST_F(StoreTest, InsertFilesReportsEachPathInOrder) {
   auto add = [&](const std::string& name, std::vector<std::byte> data) {
     paths.push_back(files / name);
     std::ofstream(paths.back(), std::ios::binary)
-        .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+        .write(reinterpret_cast<const char*>(data.data()),
+               static_cast<std::streamsize>(data.size()));
     contents.push_back(std::move(data));
   };
   for (int i = 0; i < 50; ++i) add("small" + std::to_string(i), random_bytes(rng, rng() % 5000));
