@@ -214,6 +214,7 @@ void ZstdCompressStream::finish(std::vector<std::byte>& out) {
 struct ZstdDecompressStream::Impl {
   DCtxPtr dctx = new_dctx();
   bool finished = false;
+  std::vector<std::byte> out;
 };
 
 ZstdDecompressStream::ZstdDecompressStream() : impl_(std::make_unique<Impl>()) {}
@@ -221,8 +222,16 @@ ZstdDecompressStream::ZstdDecompressStream() : impl_(std::make_unique<Impl>()) {
 ZstdDecompressStream::~ZstdDecompressStream() = default;
 
 void ZstdDecompressStream::update(std::span<const std::byte> in, std::vector<std::byte>& out) {
+  update(in, [&out](std::span<const std::byte> piece) { out.insert(out.end(), piece.begin(), piece.end()); });
+}
+
+void ZstdDecompressStream::update(std::span<const std::byte> in,
+                                  const std::function<void(std::span<const std::byte>)>& sink) {
   ZSTD_inBuffer input{in.data(), in.size(), 0};
-  const std::size_t chunk = ZSTD_DStreamOutSize();
+  // Output goes out one buffer at a time: a little input can decode to gigabytes
+  // (a run of zeros), which must never be held in memory at once.
+  std::vector<std::byte>& buf = impl_->out;
+  buf.resize(ZSTD_DStreamOutSize());
   for (;;) {
     if (impl_->finished) {
       // A payload is exactly one frame; anything after it is damage, not a second object.
@@ -232,12 +241,10 @@ void ZstdDecompressStream::update(std::span<const std::byte> in, std::vector<std
       }
       return;
     }
-    const std::size_t old = out.size();
-    out.resize(old + chunk);
-    ZSTD_outBuffer output{out.data() + old, chunk, 0};
+    ZSTD_outBuffer output{buf.data(), buf.size(), 0};
     std::size_t r = ZSTD_decompressStream(impl_->dctx.get(), &output, &input);
-    out.resize(old + output.pos);
     if (ZSTD_isError(r)) throw StoreError(EIO, zstd_error("corrupt zstd stream", r));
+    if (output.pos > 0) sink(std::span<const std::byte>(buf.data(), output.pos));
     if (r == 0) {
       impl_->finished = true;
       continue;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -70,8 +71,11 @@ class ZstdDecompressStream {
   // Appends the raw bytes decoded from `in` to `out`. Throws StoreError(EIO) on a
   // corrupt frame.
   void update(std::span<const std::byte> in, std::vector<std::byte>& out);
-  // True once a whole frame has been decoded. Throws StoreError(EIO) from the
-  // caller's point of view if called at the end of input without a finished frame.
+  // The same, handing the raw bytes to `sink` one bounded buffer at a time.
+  void update(std::span<const std::byte> in,
+              const std::function<void(std::span<const std::byte>)>& sink);
+  // True once a whole frame has been decoded; a caller at the end of its input
+  // with no finished frame has a truncated payload.
   bool finished() const;
 
  private:

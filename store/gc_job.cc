@@ -23,7 +23,14 @@ void Store::Impl::remove_orphan_packs() {
     index->for_each_pack(txn, [&](const PackInfo& p) { known.insert(p.id); });
   }
   for (std::uint32_t id : packs.list_files()) {
-    if (!known.contains(id)) packs.remove(id);
+    if (known.contains(id)) continue;
+    // Only a file that is plainly a pack of ours, under its own name: anything else
+    // (a damaged header, a newer format) is left for a person to look at.
+    auto fd = packs.open_read(id);
+    std::array<std::byte, kPackHeaderSize> bytes;
+    auto header = pread_full(fd->get(), bytes, 0) == bytes.size() ? PackFileHeader::decode(bytes)
+                                                                   : std::nullopt;
+    if (header && header->version <= kPackFormatVersion && header->pack_id == id) packs.remove(id);
   }
 }
 

@@ -141,6 +141,37 @@ void PackAppender::sync() {
   if (::fdatasync(fd_.get()) != 0) throw_errno("cannot sync pack " + PackFiles::file_name(id_));
 }
 
+namespace {
+
+constexpr std::array<std::byte, 4> kRecordMagic{std::byte{'C'}, std::byte{'R'}, std::byte{'E'},
+                                                std::byte{'C'}};
+
+// The offset of the first intact record at or after `from`, or nullopt: used to
+// step over a damaged record, so one bad byte loses one record, not a pack.
+std::optional<std::uint64_t> find_next_record(int fd, std::uint64_t from, std::uint64_t file_size) {
+  constexpr std::size_t kWindow = 1 << 20;
+  std::vector<std::byte> window(kWindow);
+  std::array<std::byte, kRecordHeaderSize> hb;
+  for (std::uint64_t start = from; start + kRecordHeaderSize <= file_size;) {
+    std::size_t n = pread_full(fd, window, start);
+    if (n < kRecordMagic.size()) return std::nullopt;
+    for (std::size_t i = 0; i + kRecordMagic.size() <= n; ++i) {
+      if (!std::equal(kRecordMagic.begin(), kRecordMagic.end(), window.begin() + static_cast<std::ptrdiff_t>(i))) {
+        continue;
+      }
+      std::uint64_t at = start + i;
+      if (at + kRecordHeaderSize > file_size) return std::nullopt;
+      if (pread_full(fd, hb, at) != hb.size()) return std::nullopt;
+      auto rec = RecordHeader::decode(hb);
+      if (rec && at + rec->record_size() <= file_size) return at;
+    }
+    start += n - (kRecordMagic.size() - 1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 PackScanResult scan_pack(int fd,
                          const std::function<void(std::uint64_t, const RecordHeader&)>& visit) {
   PackScanResult result;
@@ -148,12 +179,15 @@ PackScanResult scan_pack(int fd,
   if (::fstat(fd, &st) != 0) throw_errno("cannot stat pack");
   result.file_size = static_cast<std::uint64_t>(st.st_size);
   std::array<std::byte, kPackHeaderSize> fh;
-  if (pread_full(fd, fh, 0) != fh.size()) return result;
-  auto header = PackFileHeader::decode(fh);
-  if (!header) return result;
-  result.header_ok = true;
-  result.version = header->version;
-  if (header->version > kPackFormatVersion) return result;
+  if (pread_full(fd, fh, 0) == fh.size()) {
+    if (auto header = PackFileHeader::decode(fh)) {
+      result.header_ok = true;
+      result.version = header->version;
+      result.pack_id = header->pack_id;
+      if (header->version > kPackFormatVersion) return result;
+    }
+  }
+  // A damaged file header does not stop the scan: the records describe themselves.
 
   // Headers are read through a buffer so that a pack of many small records costs
   // few system calls.
@@ -161,16 +195,24 @@ PackScanResult scan_pack(int fd,
   std::vector<std::byte> window(kWindow);
   std::uint64_t window_start = 0, window_len = 0;
   std::uint64_t offset = kPackHeaderSize;
-  result.valid_end = offset;
+  result.valid_end = std::min<std::uint64_t>(offset, result.file_size);
   while (offset + kRecordHeaderSize <= result.file_size) {
+    std::optional<RecordHeader> rec;
     if (offset < window_start || offset + kRecordHeaderSize > window_start + window_len) {
       window_start = offset;
       window_len = pread_full(fd, window, offset);
-      if (window_len < kRecordHeaderSize) break;
     }
-    auto rec = RecordHeader::decode(
-        std::span<const std::byte>(window).subspan(offset - window_start, kRecordHeaderSize));
-    if (!rec || offset + rec->record_size() > result.file_size) break;
+    if (offset + kRecordHeaderSize <= window_start + window_len) {
+      rec = RecordHeader::decode(
+          std::span<const std::byte>(window).subspan(offset - window_start, kRecordHeaderSize));
+    }
+    if (!rec || offset + rec->record_size() > result.file_size) {
+      auto next = find_next_record(fd, offset + 1, result.file_size);
+      if (!next) break;  // nothing intact after this: a torn tail
+      result.damaged_bytes += *next - offset;
+      offset = *next;
+      continue;
+    }
     visit(offset, *rec);
     offset += rec->record_size();
     result.valid_end = offset;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -76,15 +77,19 @@ class PackAppender {
 };
 
 struct PackScanResult {
-  std::uint64_t valid_end = 0;  // end of the last intact record
+  std::uint64_t valid_end = 0;      // end of the last intact record
   std::uint64_t file_size = 0;
-  bool header_ok = false;
+  std::uint64_t damaged_bytes = 0;  // stepped over between intact records
+  bool header_ok = false;           // the file header decodes (version, pack_id valid)
   std::uint32_t version = 0;
+  std::uint32_t pack_id = 0;
 };
 
 // Walks the records of an open pack from the start, calling visit(offset, header)
 // for each whose header checks and whose payload lies inside the file. Payloads are
-// not read here. Stops at the first bad header (a torn tail).
+// not read here. A record that does not check is stepped over to the next intact
+// one; what follows the last intact record is the torn tail. A pack of a newer
+// format version is not scanned.
 PackScanResult scan_pack(int fd,
                          const std::function<void(std::uint64_t, const RecordHeader&)>& visit);
 

@@ -117,7 +117,11 @@ PackAppender Store::Impl::open_pack_for_append() {
     index->for_each_pack(txn, [&](const PackInfo& p) { newest = p; });
   }
   if (newest && newest->size < config.settings.pack_target_bytes) {
-    return PackAppender::reopen(packs, newest->id, newest->size);
+    try {
+      return PackAppender::reopen(packs, newest->id, newest->size);
+    } catch (const StoreError&) {
+      // Missing or shorter than recorded: leave it to verify and start a new pack.
+    }
   }
   std::uint32_t id;
   {

@@ -16,6 +16,8 @@ namespace casfs {
 RebuildReport Store::rebuild_index(const ProgressFn& progress) {
   auto& impl = *impl_;
   std::lock_guard job(impl.maintenance);
+  // The tables are rewritten from what is on disk: no insert may commit meanwhile.
+  std::unique_lock gate(impl.loose_gate);
   RebuildReport report;
 
   // What the old index knew, if it is ours.
@@ -84,9 +86,11 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
       pinfo.live_records += 1;
       report.packed_objects += 1;
     });
-    if (!scan.header_ok) continue;  // not a pack of ours; leave it alone
+    if (scan.header_ok && scan.version > kPackFormatVersion) continue;  // not ours to read
     pinfo.size = scan.valid_end;
+    pinfo.dead_bytes += scan.damaged_bytes;
     report.torn_bytes += scan.file_size - scan.valid_end;
+    report.damaged_bytes += scan.damaged_bytes;
     packs.push_back(pinfo);
     if (progress) progress(++done, total);
   }
@@ -122,6 +126,10 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
           report.loose_objects += 1;
         });
     if (progress) progress(++done, total);
+  }
+
+  for (const auto& [id, refs] : old_refs) {
+    if (refs > 0 && !found.contains(id)) report.lost_objects.push_back(id);
   }
 
   auto txn = LmdbTxn::write(*impl.env);

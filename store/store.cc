@@ -30,9 +30,6 @@ constexpr std::size_t kPerFileSyncLimit = 4;
 constexpr std::uint64_t kCoalesceGap = 4096;
 constexpr std::uint64_t kCoalesceMax = 4 << 20;
 
-std::span<const std::byte> as_span(const std::vector<std::byte>& v) {
-  return {v.data(), v.size()};
-}
 
 }  // namespace
 
@@ -175,6 +172,8 @@ std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, st
       op.rename_dir_fd = loose.dir_fd();
       op.rename_path = final_names[k].c_str();
       op.unlink_on_failure = true;
+      // It replaces a file that may already be indexed: it must be on disk first.
+      op.sync = true;
       replace.push_back(op);
     }
     if (!replace.empty()) io->write_files(replace);
@@ -504,7 +503,6 @@ void Store::Impl::stream_packed(const ObjectInfo& info, int fd,
     throw corrupt_object(info.id, "payload checksum mismatch");
   }
   ZstdDecompressStream zstd;
-  std::vector<std::byte> raw;
   std::uint64_t delivered = 0;
   for (std::uint64_t done = 0; done < info.stored_size;) {
     auto want = std::min<std::uint64_t>(buf.size(), info.stored_size - done);
@@ -517,12 +515,13 @@ void Store::Impl::stream_packed(const ObjectInfo& info, int fd,
       delivered += n;
       continue;
     }
-    raw.clear();
-    zstd.update(piece, raw);
-    delivered += raw.size();
-    if (delivered > info.raw_size)
-      throw corrupt_object(info.id, "decodes to more bytes than recorded");
-    if (!raw.empty()) out(as_span(raw));
+    zstd.update(piece, [&](std::span<const std::byte> raw) {
+      delivered += raw.size();
+      if (delivered > info.raw_size) {
+        throw corrupt_object(info.id, "decodes to more bytes than recorded");
+      }
+      out(raw);
+    });
   }
   if (delivered != info.raw_size || (info.codec == Codec::kZstd && !zstd.finished())) {
     throw corrupt_object(info.id, "decodes to fewer bytes than recorded");
@@ -534,7 +533,7 @@ void Store::Impl::read_object(const ObjectInfo& info,
   if (info.tier == Tier::kLoose) {
     UniqueFd fd = loose.open_read(info.id);
     if (!fd) throw_errno("cannot open loose object " + info.id.hex());
-    if (info.raw_size > kInMemoryLimit) return stream_loose(info, fd.get(), out);
+    if (must_stream(info)) return stream_loose(info, fd.get(), out);
     std::vector<std::byte> buf(info.raw_size + 1);
     std::size_t got = pread_full(fd.get(), buf, 0);
     check_loose(info, buf, static_cast<std::int64_t>(got));
@@ -542,7 +541,7 @@ void Store::Impl::read_object(const ObjectInfo& info,
     return;
   }
   auto fd = packs.open_read(info.pack_id);
-  if (info.stored_size > kInMemoryLimit) return stream_packed(info, fd->get(), out);
+  if (must_stream(info)) return stream_packed(info, fd->get(), out);
   std::vector<std::byte> rec(kRecordHeaderSize + info.stored_size);
   pread_full(fd->get(), rec, info.offset);
   std::vector<std::byte> scratch;
@@ -718,7 +717,7 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink)
   };
   for (std::size_t i : order) {
     const ObjectInfo& info = infos[i];
-    if (info.stored_size > kInMemoryLimit) {
+    if (must_stream(info)) {
       try {
         impl.read_object_retrying(info.id, [&](auto piece) { sink.data(i, piece); });
         sink.done(i);

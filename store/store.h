@@ -101,7 +101,11 @@ struct RebuildReport {
   std::uint64_t loose_objects = 0;
   std::uint64_t packed_objects = 0;
   std::uint64_t torn_bytes = 0;       // ignored at pack tails
+  std::uint64_t damaged_bytes = 0;    // records inside packs that did not check
   std::uint64_t bad_loose_files = 0;  // content does not match name; left alone
+  // Objects the old index had, with references, that no pack or loose file holds
+  // intact any more (only known when the old index was readable).
+  std::vector<ObjectId> lost_objects;
 };
 
 struct StoreStatus {
@@ -176,7 +180,9 @@ class Store {
                     std::uint32_t refs = 1);
   // Many small objects: written in batches through the io engine, made durable with
   // one sync per batch, indexed in one transaction per batch. `next` returns the
-  // next object or nullopt at the end; results come back in input order.
+  // next object or nullopt at the end; the bytes it points at must stay valid until
+  // insert_many returns (objects are held until their batch is written). Results
+  // come back in input order.
   std::vector<InsertResult> insert_many(
       const std::function<std::optional<std::span<const std::byte>>()>& next,
       std::uint32_t refs = 1);

@@ -23,9 +23,40 @@ namespace casfs {
 // streamed in pieces of kStreamPiece (checked in a first pass, then delivered).
 inline constexpr std::uint64_t kInMemoryLimit = 8 << 20;
 inline constexpr std::size_t kStreamPiece = 1 << 20;
+
+// Whether reading the object whole would hold too much: a small stored payload can
+// still decode to gigabytes.
+inline bool must_stream(const ObjectInfo& info) {
+  return info.raw_size > kInMemoryLimit || info.stored_size > kInMemoryLimit;
+}
 // Bytes and operations per batch when many objects are read (pack, extract_many).
 inline constexpr std::uint64_t kReadBatchBytes = 32 << 20;
 inline constexpr std::size_t kReadBatchOps = 2048;
+
+// A shared/exclusive lock that lets a waiting exclusive holder in: glibc's rwlock
+// prefers readers, so a steady stream of inserts would starve gc (which holds the
+// maintenance lock meanwhile, so pack would starve too). An exclusive locker takes
+// `entry_` first, which holds back new shared lockers until it is through.
+class InsertGate {
+ public:
+  void lock_shared() {
+    std::lock_guard entry(entry_);
+    gate_.lock_shared();
+  }
+  void unlock_shared() { gate_.unlock_shared(); }
+  void lock() {
+    entry_.lock();
+    gate_.lock();
+  }
+  void unlock() {
+    gate_.unlock();
+    entry_.unlock();
+  }
+
+ private:
+  std::mutex entry_;
+  std::shared_mutex gate_;
+};
 
 struct Blob {
   std::span<const std::byte> data;
@@ -46,7 +77,7 @@ struct Store::Impl {
   // Inserts hold it shared from "is it there?" to the index commit; gc holds it
   // exclusively while it drops entries and unlinks their files, so an insert can
   // never count a reference on an object whose file is being deleted.
-  std::shared_mutex loose_gate;
+  InsertGate loose_gate;
   // One maintenance job (pack, gc, repack, verify, rebuild) at a time.
   std::mutex maintenance;
 

@@ -280,12 +280,18 @@ int store_rebuild_index(const std::string& dir) {
   if (r.torn_bytes > 0) {
     std::cout << ", " << format_bytes(r.torn_bytes) << " of torn pack tails ignored";
   }
+  if (r.damaged_bytes > 0) {
+    std::cout << ", " << format_bytes(r.damaged_bytes) << " of damaged pack records skipped";
+  }
   if (r.bad_loose_files > 0) {
     std::cout << ", " << r.bad_loose_files
               << " loose files whose content does not match their name (left alone)";
   }
   std::cout << '\n';
-  return kExitOk;
+  for (const auto& id : r.lost_objects) {
+    std::cerr << "casfs: object " << id.hex() << " is referenced but no intact copy was found\n";
+  }
+  return r.lost_objects.empty() ? kExitOk : kExitFailure;
 }
 
 // A subcommand whose only argument is the store directory.
