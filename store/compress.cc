@@ -222,7 +222,9 @@ ZstdDecompressStream::ZstdDecompressStream() : impl_(std::make_unique<Impl>()) {
 ZstdDecompressStream::~ZstdDecompressStream() = default;
 
 void ZstdDecompressStream::update(std::span<const std::byte> in, std::vector<std::byte>& out) {
-  update(in, [&out](std::span<const std::byte> piece) { out.insert(out.end(), piece.begin(), piece.end()); });
+  update(in, [&out](std::span<const std::byte> piece) {
+    out.insert(out.end(), piece.begin(), piece.end());
+  });
 }
 
 void ZstdDecompressStream::update(std::span<const std::byte> in,

@@ -29,7 +29,7 @@ void Store::Impl::remove_orphan_packs() {
     auto fd = packs.open_read(id);
     std::array<std::byte, kPackHeaderSize> bytes;
     auto header = pread_full(fd->get(), bytes, 0) == bytes.size() ? PackFileHeader::decode(bytes)
-                                                                   : std::nullopt;
+                                                                  : std::nullopt;
     if (header && header->version <= kPackFormatVersion && header->pack_id == id) packs.remove(id);
   }
 }

@@ -31,7 +31,8 @@ class LmdbEnv {
   LmdbEnv& operator=(const LmdbEnv&) = delete;
 
   MDB_env* get() const { return env_; }
-  // Opens (creating if needed) a named database. Call during start-up only.
+  // Opens (creating if needed) a named database. Call during start-up only: a
+  // transaction begun before the database was opened cannot use its handle.
   MDB_dbi open_db(const char* name, unsigned flags = 0);
   // Forces the environment to disk (after a commit made with relaxed durability).
   void sync();

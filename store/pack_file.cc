@@ -156,7 +156,8 @@ std::optional<std::uint64_t> find_next_record(int fd, std::uint64_t from, std::u
     std::size_t n = pread_full(fd, window, start);
     if (n < kRecordMagic.size()) return std::nullopt;
     for (std::size_t i = 0; i + kRecordMagic.size() <= n; ++i) {
-      if (!std::equal(kRecordMagic.begin(), kRecordMagic.end(), window.begin() + static_cast<std::ptrdiff_t>(i))) {
+      if (!std::equal(kRecordMagic.begin(), kRecordMagic.end(),
+                      window.begin() + static_cast<std::ptrdiff_t>(i))) {
         continue;
       }
       std::uint64_t at = start + i;

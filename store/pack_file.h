@@ -8,8 +8,8 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -77,7 +77,7 @@ class PackAppender {
 };
 
 struct PackScanResult {
-  std::uint64_t valid_end = 0;      // end of the last intact record
+  std::uint64_t valid_end = 0;  // end of the last intact record
   std::uint64_t file_size = 0;
   std::uint64_t damaged_bytes = 0;  // stepped over between intact records
   bool header_ok = false;           // the file header decodes (version, pack_id valid)

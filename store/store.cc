@@ -30,7 +30,6 @@ constexpr std::size_t kPerFileSyncLimit = 4;
 constexpr std::uint64_t kCoalesceGap = 4096;
 constexpr std::uint64_t kCoalesceMax = 4 << 20;
 
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------
@@ -121,13 +120,12 @@ Index& Store::index() {
 // ---------------------------------------------------------------------------------
 // Inserting
 
-std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, std::uint32_t refs) {
+std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
+    std::vector<Blob>& blobs) {
   for (auto& b : blobs) {
     b.id = Sha256::of(b.data);
     b.checksum = Xxh3::of(b.data);
   }
-  std::shared_lock gate(loose_gate);
-
   // Which objects need their bytes written: absent from the index, first in batch.
   std::vector<std::size_t> to_write;
   {
@@ -191,11 +189,16 @@ std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, st
     }
   }
 
-  std::vector<InsertResult> results(blobs.size());
-  std::vector<ObjectId> redundant_files;
   std::unordered_set<ObjectId, ObjectIdHash> written;
   for (std::size_t i : to_write) written.insert(blobs[i].id);
-  auto txn = LmdbTxn::write(*env);
+  return written;
+}
+
+std::vector<InsertResult> Store::Impl::index_objects(
+    LmdbTxn& txn, const std::vector<Blob>& blobs,
+    std::unordered_set<ObjectId, ObjectIdHash>& written, std::uint32_t refs,
+    std::vector<ObjectId>& redundant_files) {
+  std::vector<InsertResult> results(blobs.size());
   for (std::size_t i = 0; i < blobs.size(); ++i) {
     const Blob& b = blobs[i];
     results[i].id = b.id;
@@ -222,8 +225,64 @@ std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, st
     index->put(txn, info);
     results[i].added = true;
   }
+  return results;
+}
+
+std::vector<InsertResult> Store::Impl::insert_batch(std::vector<Blob>& blobs, std::uint32_t refs) {
+  std::shared_lock gate(loose_gate);
+  auto written = write_new_objects(blobs);
+  std::vector<ObjectId> redundant_files;
+  auto txn = LmdbTxn::write(*env);
+  auto results = index_objects(txn, blobs, written, refs, redundant_files);
   txn.commit();
   loose.remove(*io, redundant_files);
+  return results;
+}
+
+struct PendingInsert::State {
+  Store::Impl* impl = nullptr;
+  std::shared_lock<InsertGate> gate;
+  std::vector<Blob> blobs;
+  std::unordered_set<ObjectId, ObjectIdHash> written;
+  std::vector<ObjectId> redundant_files;
+  bool committed = false;
+};
+
+PendingInsert::PendingInsert(std::unique_ptr<State> state) : state_(std::move(state)) {}
+PendingInsert::PendingInsert(PendingInsert&&) noexcept = default;
+PendingInsert& PendingInsert::operator=(PendingInsert&&) noexcept = default;
+
+PendingInsert::~PendingInsert() {
+  if (!state_ || state_->redundant_files.empty()) return;
+  try {
+    state_->impl->loose.remove(*state_->impl->io, state_->redundant_files);
+  } catch (const StoreError&) {
+    // Surplus copies of packed objects: gc removes whatever is left.
+  }
+}
+
+std::vector<ObjectId> PendingInsert::ids() const {
+  std::vector<ObjectId> ids;
+  for (const auto& b : state_->blobs) ids.push_back(b.id);
+  return ids;
+}
+
+PendingInsert Store::prepare_insert(std::span<const std::span<const std::byte>> objects) {
+  auto state = std::make_unique<PendingInsert::State>();
+  state->impl = impl_.get();
+  state->gate = std::shared_lock(impl_->loose_gate);
+  for (auto data : objects) state->blobs.push_back(Blob{data, {}, 0});
+  state->written = impl_->write_new_objects(state->blobs);
+  return PendingInsert(std::move(state));
+}
+
+std::vector<InsertResult> Store::commit_insert(LmdbTxn& txn, PendingInsert& pending,
+                                               std::uint32_t refs) {
+  auto& state = *pending.state_;
+  if (state.committed) throw StoreError(EINVAL, "this insert has been committed already");
+  if (!txn.writable()) throw StoreError(EINVAL, "commit_insert needs a write transaction");
+  auto results = impl_->index_objects(txn, state.blobs, state.written, refs, state.redundant_files);
+  state.committed = true;
   return results;
 }
 

@@ -27,6 +27,7 @@ namespace casfs {
 
 class IoEngine;
 class LmdbEnv;
+class LmdbTxn;
 class Index;
 
 enum class Tier : std::uint8_t { kLoose = 1, kPacked = 2 };
@@ -133,6 +134,26 @@ struct ExtractSink {
   std::function<void(std::size_t index, const StoreError& error)> error;
 };
 
+// An insert whose index update goes into the caller's own write transaction, so
+// that the filesystem commits new objects, their references and its own tables
+// (extents) at once. Made by Store::prepare_insert, completed by
+// Store::commit_insert; see there.
+class PendingInsert {
+ public:
+  PendingInsert(PendingInsert&&) noexcept;
+  PendingInsert& operator=(PendingInsert&&) noexcept;
+  ~PendingInsert();  // lets gc in again; removes loose files made surplus
+
+  // The objects' ids, in the order given to prepare_insert.
+  std::vector<ObjectId> ids() const;
+
+ private:
+  friend class Store;
+  struct State;
+  explicit PendingInsert(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 struct OpenOptions {
   // Open even when meta/ is missing or belongs to another store, so that
   // rebuild_index() can recreate it. Everything else must wait for that rebuild.
@@ -188,6 +209,18 @@ class Store {
       std::uint32_t refs = 1);
   std::vector<InsertResult> insert_many(std::span<const std::span<const std::byte>> objects,
                                         std::uint32_t refs = 1);
+
+  // Two-phase insert. prepare_insert writes the objects the store lacks and makes
+  // them durable (the bytes must stay valid until commit_insert). commit_insert adds
+  // their index entries and `refs` references each inside `txn`, which the caller
+  // commits (or aborts: the written files are then unreferenced, and gc's to
+  // remove); only then may the PendingInsert be dropped. Until it is, gc waits, so
+  // a thread holding one must not start another insert (it could wait on gc, which
+  // waits on it). Call prepare_insert before beginning the write transaction: the
+  // writing and syncing should not hold LMDB's single writer lock.
+  PendingInsert prepare_insert(std::span<const std::span<const std::byte>> objects);
+  std::vector<InsertResult> commit_insert(LmdbTxn& txn, PendingInsert& pending,
+                                          std::uint32_t refs = 1);
 
   // --- reading --------------------------------------------------------------
   bool has(const ObjectId& id);

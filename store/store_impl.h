@@ -7,6 +7,7 @@
 
 #include <mutex>
 #include <shared_mutex>
+#include <unordered_set>
 
 #include "store/index.h"
 #include "store/io_engine.h"
@@ -94,6 +95,16 @@ struct Store::Impl {
 
   // --- inserting ---------------------------------------------------------------
   std::vector<InsertResult> insert_batch(std::vector<Blob>& blobs, std::uint32_t refs);
+  // The two halves of insert_batch, for callers that commit in their own
+  // transaction; both need loose_gate held shared. write_new_objects hashes the
+  // blobs, writes those the index lacks and makes them durable, and returns their
+  // ids; index_objects adds entries and references in `txn` and names files made
+  // surplus (objects packed meanwhile) for removal after the commit.
+  std::unordered_set<ObjectId, ObjectIdHash> write_new_objects(std::vector<Blob>& blobs);
+  std::vector<InsertResult> index_objects(LmdbTxn& txn, const std::vector<Blob>& blobs,
+                                          std::unordered_set<ObjectId, ObjectIdHash>& written,
+                                          std::uint32_t refs,
+                                          std::vector<ObjectId>& redundant_files);
   InsertResult commit_streamed(const std::string& staging_name, const ObjectId& id,
                                std::uint64_t size, std::uint64_t checksum, std::uint32_t refs);
 
