@@ -11,34 +11,6 @@
 
 namespace casfs {
 
-std::size_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n =
-        ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("read failed");
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  return done;
-}
-
-void pwrite_full(int fd, std::span<const std::byte> buf, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n =
-        ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("write failed");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-}
-
 PackFiles::PackFiles(const std::filesystem::path& store_dir, std::size_t max_open)
     : dir_(store_dir / "packs"), max_open_(max_open) {
   dir_fd_ = UniqueFd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

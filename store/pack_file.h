@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "store/file_io.h"
 #include "store/pack_format.h"
 #include "store/unique_fd.h"
 
@@ -92,10 +93,5 @@ struct PackScanResult {
 // format version is not scanned.
 PackScanResult scan_pack(int fd,
                          const std::function<void(std::uint64_t, const RecordHeader&)>& visit);
-
-// pread that retries on EINTR and short reads; returns bytes read (short only at
-// EOF) or throws StoreError.
-std::size_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset);
-void pwrite_full(int fd, std::span<const std::byte> buf, std::uint64_t offset);
 
 }  // namespace casfs

@@ -16,44 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include "store/file_io.h"
 #include "store/io_engine.h"
 #include "store/unique_fd.h"
 
 namespace casfs {
 namespace {
-
-// pread until buf is full or EOF; bytes read or -errno.
-std::int64_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n =
-        ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  return static_cast<std::int64_t>(done);
-}
-
-// pwrite all of data; data.size() or -errno.
-std::int64_t pwrite_full(int fd, std::span<const std::byte> data, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n =
-        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    // A zero-byte write would loop forever; the device is not taking data.
-    if (n == 0) return -EIO;
-    done += static_cast<std::size_t>(n);
-  }
-  return static_cast<std::int64_t>(done);
-}
 
 int open_retry(int dir_fd, const char* path, int flags, mode_t mode = 0) {
   int fd;
@@ -64,11 +32,11 @@ int open_retry(int dir_fd, const char* path, int flags, mode_t mode = 0) {
 }
 
 void do_read(ReadOp& op) {
-  op.result = pread_full(op.fd, op.buf, op.offset);
+  op.result = pread_retrying(op.fd, op.buf, op.offset);
 }
 
 void do_write(WriteOp& op) {
-  op.result = pwrite_full(op.fd, op.data, op.offset);
+  op.result = pwrite_retrying(op.fd, op.data, op.offset);
 }
 
 void do_read_file(ReadFileOp& op) {
@@ -81,11 +49,11 @@ void do_read_file(ReadFileOp& op) {
     op.result = -errno;
     return;
   }
-  op.result = pread_full(fd.get(), op.buf, op.offset);
+  op.result = pread_retrying(fd.get(), op.buf, op.offset);
 }
 
 std::int64_t write_file_steps(WriteFileOp& op, UniqueFd& fd) {
-  std::int64_t n = pwrite_full(fd.get(), op.data, 0);
+  std::int64_t n = pwrite_retrying(fd.get(), op.data, 0);
   if (n < 0) return n;
   if (op.sync && ::fdatasync(fd.get()) != 0) return -errno;
   // close() is where NFS and friends report deferred write errors, so it is checked.
