@@ -117,7 +117,12 @@ void StoreConfig::save(const std::filesystem::path& dir) const {
       ::fsync(fd.get()) != 0) {
     throw_errno("cannot write " + tmp.string());
   }
+  fd.reset();
   std::filesystem::rename(tmp, dir / "casfs.json");
+  // The rename itself must be durable too: until casfs.json is there, the directory
+  // is not a store.
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd || ::fsync(dir_fd.get()) != 0) throw_errno("cannot sync " + dir.string());
 }
 
 }  // namespace casfs
