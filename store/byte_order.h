@@ -30,4 +30,13 @@ inline std::uint32_t get_be32(const std::byte* in) {
   return value;
 }
 
+inline void put_be64(std::byte* out, std::uint64_t value) {
+  put_be32(out, static_cast<std::uint32_t>(value >> 32));
+  put_be32(out + 4, static_cast<std::uint32_t>(value));
+}
+
+inline std::uint64_t get_be64(const std::byte* in) {
+  return std::uint64_t{get_be32(in)} << 32 | get_be32(in + 4);
+}
+
 }  // namespace casfs
