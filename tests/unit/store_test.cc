@@ -20,7 +20,8 @@ namespace {
 using testing::random_bytes;
 using testing::TempDir;
 
-std::span<const std::byte> bytes_of(const std::string& s) {
+// A string_view, so that a literal's bytes (static) outlive any container of spans.
+std::span<const std::byte> bytes_of(std::string_view s) {
   return std::as_bytes(std::span(s.data(), s.size()));
 }
 

@@ -1,0 +1,400 @@
+#include "fs/file_data.h"
+
+#include <lmdb.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "fs/fs_error.h"
+#include "store/byte_order.h"
+#include "store/error.h"
+#include "store/index.h"
+
+namespace casfs {
+namespace {
+
+constexpr std::size_t kKeySize = 16;
+constexpr std::size_t kValueSize = 32 + 8;
+constexpr std::uint64_t kNoEnd = std::numeric_limits<std::uint64_t>::max();
+
+using Key = std::array<std::byte, kKeySize>;
+
+Key extent_key(std::uint64_t ino, std::uint64_t offset) {
+  Key key;
+  put_be64(key.data(), ino);
+  put_be64(key.data() + 8, offset);
+  return key;
+}
+
+std::array<std::byte, kValueSize> extent_value(const Extent& e) {
+  std::array<std::byte, kValueSize> value;
+  std::memcpy(value.data(), e.id.bytes.data(), 32);
+  put_le<std::uint64_t>(value.data() + 32, e.length);
+  return value;
+}
+
+// Decodes an entry; nullopt when the key belongs to another inode.
+std::optional<Extent> decode(std::uint64_t ino, Bytes key, Bytes value) {
+  if (key.size() != kKeySize || get_be64(key.data()) != ino) return std::nullopt;
+  if (value.size() != kValueSize)
+    throw FsError(EIO, "file " + std::to_string(ino) + ": malformed extent record");
+  Extent e;
+  e.offset = get_be64(key.data() + 8);
+  e.id = ObjectId::from_bytes(value.first(32));
+  e.length = get_le<std::uint64_t>(value.data() + 32);
+  return e;
+}
+
+// Runs `f`, turning the store's errors into the fs layer's, naming the file.
+template <typename F>
+auto for_file(std::uint64_t ino, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const StoreError& e) {
+    throw FsError(e.code(), "file " + std::to_string(ino) + ": " + e.what());
+  }
+}
+
+// LmdbCursor only walks forward; finding the extent that contains an offset needs a
+// step back, so this one is raw.
+class BackCursor {
+ public:
+  BackCursor(const LmdbTxn& txn, MDB_dbi dbi) {
+    check_mdb(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
+  }
+  ~BackCursor() { mdb_cursor_close(cursor_); }
+  BackCursor(const BackCursor&) = delete;
+  BackCursor& operator=(const BackCursor&) = delete;
+
+  // The entry with the greatest key <= `key`; false when there is none.
+  bool at_or_before(Bytes key) {
+    key_ = MDB_val{key.size(), const_cast<std::byte*>(key.data())};
+    int rc = mdb_cursor_get(cursor_, &key_, &val_, MDB_SET_RANGE);
+    if (rc == 0 && key_.mv_size == key.size() &&
+        std::memcmp(key_.mv_data, key.data(), key.size()) == 0)
+      return true;
+    if (rc == MDB_NOTFOUND) {
+      rc = mdb_cursor_get(cursor_, &key_, &val_, MDB_LAST);
+    } else {
+      check_mdb(rc, "mdb_cursor_get");
+      rc = mdb_cursor_get(cursor_, &key_, &val_, MDB_PREV);
+    }
+    if (rc == MDB_NOTFOUND) return false;
+    check_mdb(rc, "mdb_cursor_get");
+    return true;
+  }
+  Bytes key() const { return {static_cast<const std::byte*>(key_.mv_data), key_.mv_size}; }
+  Bytes value() const { return {static_cast<const std::byte*>(val_.mv_data), val_.mv_size}; }
+
+ private:
+  MDB_cursor* cursor_ = nullptr;
+  MDB_val key_{};
+  MDB_val val_{};
+};
+
+bool all_zero(std::span<const std::byte> bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+}
+
+ChunkerParams chunker_params(const StoreSettings& s) {
+  return ChunkerParams{s.chunk_min, s.chunk_avg, s.chunk_max};
+}
+
+}  // namespace
+
+FileData::FileData(Store& store)
+    : store_(store),
+      chunker_(chunker_params(store.settings())),
+      extents_(store.env().open_db("extents")) {}
+
+std::optional<Extent> FileData::at_or_before(const LmdbTxn& txn, std::uint64_t ino,
+                                             std::uint64_t pos) const {
+  BackCursor cursor(txn, extents_);
+  auto key = extent_key(ino, pos);
+  if (!cursor.at_or_before(key)) return std::nullopt;
+  return decode(ino, cursor.key(), cursor.value());
+}
+
+std::vector<Extent> FileData::overlapping(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t from,
+                                          std::uint64_t to) const {
+  std::vector<Extent> out;
+  if (from >= to) return out;
+  // The extent containing `from` starts before it: begin the walk there.
+  std::uint64_t start = from;
+  if (auto e = at_or_before(txn, ino, from)) start = e->offset;
+  LmdbCursor cursor(txn, extents_);
+  auto key = extent_key(ino, start);
+  for (bool ok = cursor.seek(key); ok; ok = cursor.next()) {
+    auto e = decode(ino, cursor.key(), cursor.value());
+    if (!e || e->offset >= to) break;
+    if (e->end() > from) out.push_back(*e);
+  }
+  return out;
+}
+
+std::vector<Extent> FileData::extents(const LmdbTxn& txn, std::uint64_t ino) const {
+  return for_file(ino, [&] { return overlapping(txn, ino, 0, kNoEnd); });
+}
+
+std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t file_size,
+                           std::uint64_t offset, std::span<std::byte> out) {
+  if (offset >= file_size || out.empty()) return 0;
+  const std::size_t n =
+      static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), file_size - offset));
+  const std::uint64_t end = offset + n;
+  std::fill_n(out.begin(), n, std::byte{0});  // holes
+
+  return for_file(ino, [&] {
+    auto exts = overlapping(txn, ino, offset, end);
+    if (exts.empty()) return n;
+    // For each extent: the part of its object this read needs, and where it goes.
+    struct Want {
+      std::uint64_t from = 0;  // within the object
+      std::uint64_t to = 0;
+      std::byte* dst = nullptr;
+      std::uint64_t seen = 0;  // object bytes delivered so far
+    };
+    std::vector<Want> wants;
+    std::vector<ObjectId> ids;
+    wants.reserve(exts.size());
+    ids.reserve(exts.size());
+    for (const auto& e : exts) {
+      const std::uint64_t from = std::max(offset, e.offset);
+      const std::uint64_t to = std::min(end, e.end());
+      wants.push_back(Want{from - e.offset, to - e.offset, out.data() + (from - offset), 0});
+      ids.push_back(e.id);
+    }
+    std::optional<StoreError> failure;
+    ExtractSink sink;
+    sink.data = [&](std::size_t i, std::span<const std::byte> bytes) {
+      Want& w = wants[i];
+      const std::uint64_t lo = std::max(w.seen, w.from);
+      const std::uint64_t hi = std::min(w.seen + bytes.size(), w.to);
+      if (lo < hi) std::memcpy(w.dst + (lo - w.from), bytes.data() + (lo - w.seen), hi - lo);
+      w.seen += bytes.size();
+    };
+    sink.done = [&](std::size_t i) {
+      if (wants[i].seen != exts[i].length && !failure)
+        failure.emplace(EIO, "object " + ids[i].hex() + " has " + std::to_string(wants[i].seen) +
+                                 " bytes, its extent says " + std::to_string(exts[i].length));
+    };
+    sink.error = [&](std::size_t, const StoreError& e) {
+      if (!failure) failure = e;
+    };
+    store_.extract_many(ids, sink);
+    if (failure) throw *failure;
+    return n;
+  });
+}
+
+PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
+                                     std::uint64_t old_size, std::uint64_t new_size,
+                                     std::span<const DirtyRange> dirty) {
+  const std::string file = "file " + std::to_string(ino);
+  for (std::size_t k = 0; k < dirty.size(); ++k) {
+    const auto& d = dirty[k];
+    if (d.offset > new_size || d.data.size() > new_size - d.offset)
+      throw FsError(EINVAL, file + ": dirty range past the new size");
+    if (k > 0 && dirty[k - 1].offset + dirty[k - 1].data.size() > d.offset)
+      throw FsError(EINVAL, file + ": dirty ranges unsorted or overlapping");
+  }
+
+  return for_file(ino, [&] {
+    PendingWrite pw;
+    pw.ino_ = ino;
+    // Old bytes survive only below both sizes; between old_size and new_size is a hole.
+    const std::uint64_t keep_old = std::min(old_size, new_size);
+    const std::uint64_t chunk_max = chunker_.params().max_size;
+
+    // Where re-chunking must start and the end of the bytes it must cover.
+    struct Item {
+      std::uint64_t start = 0;
+      std::uint64_t end = 0;
+    };
+    std::vector<Item> items;
+    for (const auto& d : dirty) {
+      if (d.data.empty()) continue;
+      // Start at the boundary of the old chunk holding the range start, or at the one
+      // just ending there (so appends grow the last chunk instead of adding tiny ones).
+      std::uint64_t start = d.offset;
+      if (auto e = at_or_before(snapshot, ino, d.offset); e && e->end() >= d.offset)
+        start = e->offset;
+      items.push_back(Item{start, d.offset + d.data.size()});
+    }
+    if (new_size < old_size) {
+      // Everything at or past the new end goes; a chunk straddling it is cut and
+      // re-chunked so that no extent reaches past the end of the file.
+      for (const auto& e : overlapping(snapshot, ino, new_size, kNoEnd))
+        if (e.offset >= new_size) pw.removed_.push_back(e);
+      if (new_size > 0)
+        if (auto e = at_or_before(snapshot, ino, new_size - 1); e && e->end() > new_size)
+          items.push_back(Item{e->offset, new_size});
+    }
+    std::sort(items.begin(), items.end(),
+              [](const Item& a, const Item& b) { return a.start < b.start; });
+
+    // The new content of [from, to): old bytes overlaid with dirty bytes, zeros elsewhere.
+    // Old bytes under dirty ranges are not read at all.
+    auto materialise = [&](std::uint64_t from, std::uint64_t to, std::byte* out) {
+      std::fill_n(out, to - from, std::byte{0});
+      auto dend = [&](std::size_t k) { return dirty[k].offset + dirty[k].data.size(); };
+      std::size_t first =
+          static_cast<std::size_t>(std::partition_point(dirty.begin(), dirty.end(),
+                                                        [&](const DirtyRange& d) {
+                                                          return d.offset + d.data.size() <= from;
+                                                        }) -
+                                   dirty.begin());
+      const std::uint64_t old_end = std::min(to, keep_old);
+      std::uint64_t cur = from;
+      for (std::size_t k = first; cur < old_end; ++k) {
+        const bool more = k < dirty.size() && dirty[k].offset < old_end;
+        const std::uint64_t gap_end = more ? std::max(cur, dirty[k].offset) : old_end;
+        if (gap_end > cur)
+          read(snapshot, ino, old_size, cur,
+               std::span<std::byte>(out + (cur - from), static_cast<std::size_t>(gap_end - cur)));
+        if (!more) break;
+        cur = std::max(cur, dend(k));
+      }
+      for (std::size_t k = first; k < dirty.size() && dirty[k].offset < to; ++k) {
+        const std::uint64_t lo = std::max(from, dirty[k].offset);
+        const std::uint64_t hi = std::min(to, dend(k));
+        if (lo < hi)
+          std::memcpy(out + (lo - from), dirty[k].data.data() + (lo - dirty[k].offset), hi - lo);
+      }
+    };
+
+    // A sliding window of new content, holding at least one maximal chunk past `pos`
+    // (or up to the new end), so memory stays bounded whatever the region's length.
+    std::vector<std::byte> window;
+    std::uint64_t window_start = 0;
+    auto ensure = [&](std::uint64_t pos) {
+      const std::uint64_t want_end = std::min(new_size, pos + chunk_max);
+      const std::uint64_t window_end = window_start + window.size();
+      if (pos >= window_start && want_end <= window_end) return;
+      if (pos >= window_start && pos <= window_end) {
+        window.erase(window.begin(),
+                     window.begin() + static_cast<std::ptrdiff_t>(pos - window_start));
+      } else {
+        window.clear();
+      }
+      window_start = pos;
+      const std::uint64_t from = window_start + window.size();
+      const std::uint64_t to = std::min(new_size, std::max(want_end, from + chunk_max));
+      const std::size_t had = window.size();
+      window.resize(had + static_cast<std::size_t>(to - from));
+      materialise(from, to, window.data() + had);
+    };
+
+    std::vector<Extent> replaced;
+    std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash> chunk_bytes;
+    std::size_t next_item = 0;
+    while (next_item < items.size()) {
+      const std::uint64_t region_start = items[next_item].start;
+      std::uint64_t need = items[next_item].end;
+      ++next_item;
+      std::uint64_t pos = region_start;
+      while (pos < new_size) {
+        ensure(pos);
+        const std::uint64_t window_end = window_start + window.size();
+        std::span<const std::byte> avail(window.data() + (pos - window_start),
+                                         static_cast<std::size_t>(window_end - pos));
+        const std::size_t len = chunker_.next_chunk(avail, window_end == new_size);
+        if (len == 0) throw FsError(EIO, file + ": the chunker made no progress");
+        auto chunk = avail.first(len);
+        // All-zero chunks stay holes: no object, no extent.
+        if (!all_zero(chunk)) {
+          const ObjectId id = Sha256::of(chunk);
+          pw.added_.push_back(Extent{pos, len, id});
+          if (!chunk_bytes.contains(id))
+            chunk_bytes.emplace(id, std::vector(chunk.begin(), chunk.end()));
+        }
+        pos += len;
+        // A later region whose start this chunk has passed joins this one.
+        while (next_item < items.size() && items[next_item].start < pos)
+          need = std::max(need, items[next_item++].end);
+        if (pos >= need) {
+          // Resynchronised when the cut lands where no old extent straddles it: from
+          // here on the old layout describes the (unchanged) bytes exactly.
+          auto e = at_or_before(snapshot, ino, pos);
+          if (!(e && e->offset < pos && e->end() > pos)) break;
+        }
+      }
+      pw.rechunked_bytes_ += pos - region_start;
+      for (const auto& e : overlapping(snapshot, ino, region_start, pos)) replaced.push_back(e);
+    }
+
+    // A re-chunked extent identical to the one it replaces is left alone.
+    std::map<std::uint64_t, Extent> old_at;
+    for (const auto& e : replaced) old_at.emplace(e.offset, e);
+    std::vector<Extent> added;
+    for (const auto& e : pw.added_) {
+      auto it = old_at.find(e.offset);
+      if (it != old_at.end() && it->second == e) {
+        old_at.erase(it);
+      } else {
+        added.push_back(e);
+      }
+    }
+    pw.added_ = std::move(added);
+    for (const auto& [offset, e] : old_at) pw.removed_.push_back(e);
+    std::sort(pw.removed_.begin(), pw.removed_.end(),
+              [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
+
+    std::vector<std::span<const std::byte>> objects;
+    for (const auto& e : pw.added_) {
+      auto it = chunk_bytes.find(e.id);
+      if (it == chunk_bytes.end()) continue;  // staged already
+      pw.staged_bytes_.push_back(std::move(it->second));
+      chunk_bytes.erase(it);
+      objects.emplace_back(pw.staged_bytes_.back());
+    }
+    chunk_bytes.clear();
+    if (!objects.empty()) pw.insert_.emplace(store_.prepare_insert(objects));
+    return pw;
+  });
+}
+
+void FileData::commit_write(LmdbTxn& txn, PendingWrite& pending) {
+  const std::uint64_t ino = pending.ino_;
+  if (pending.committed_)
+    throw FsError(EINVAL, "file " + std::to_string(ino) + ": write committed already");
+  for_file(ino, [&] {
+    std::map<ObjectId, std::uint64_t> gained;
+    std::map<ObjectId, std::uint64_t> lost;
+    for (const auto& e : pending.removed_) {
+      txn.del(extents_, extent_key(ino, e.offset));
+      ++lost[e.id];
+    }
+    for (const auto& e : pending.added_) {
+      txn.put(extents_, extent_key(ino, e.offset), extent_value(e));
+      ++gained[e.id];
+    }
+    // Index the new objects with no references, then count one per extent; gains go
+    // first so an object moving between extents never dips below zero.
+    if (pending.insert_) store_.commit_insert(txn, *pending.insert_, 0);
+    auto& index = store_.index();
+    for (const auto& [id, n] : gained) index.add_ref(txn, id, n);
+    for (const auto& [id, n] : lost) index.release(txn, id, n);
+  });
+  pending.committed_ = true;
+}
+
+void FileData::release_all(LmdbTxn& txn, std::uint64_t ino) {
+  for_file(ino, [&] {
+    std::map<ObjectId, std::uint64_t> lost;
+    for (const auto& e : overlapping(txn, ino, 0, kNoEnd)) {
+      txn.del(extents_, extent_key(ino, e.offset));
+      ++lost[e.id];
+    }
+    auto& index = store_.index();
+    for (const auto& [id, n] : lost) index.release(txn, id, n);
+  });
+}
+
+}  // namespace casfs
