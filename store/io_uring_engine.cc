@@ -497,28 +497,18 @@ class UringEngine final : public IoEngine {
 
   // Second pass of write_files: renames of the files whose chain succeeded.
   void rename_all(std::span<WriteFileOp> ops, const std::vector<std::size_t>& which) {
-    auto lease = pool_.take();
-    io_uring* ring = lease.get();
-    std::size_t next = 0;
-    unsigned inflight = 0;
-    while (next < which.size() || inflight > 0) {
-      while (next < which.size() && inflight < depth_) {
-        std::size_t i = which[next++];
-        const WriteFileOp& op = ops[i];
-        io_uring_sqe* sqe = get_sqe(ring);
-        io_uring_prep_renameat(sqe, op.dir_fd, op.path, op.rename_dir_fd, op.rename_path, 0);
-        sqe->user_data = i;
-        ++inflight;
-      }
-      submit_and_wait(ring);
-      reap(ring, [&](std::uint64_t i, int res) {
-        --inflight;
-        if (res < 0) {
-          ops[i].result = res;
-          ::unlinkat(ops[i].dir_fd, ops[i].path, 0);
-        }
-      });
-    }
+    each_op(
+        which.size(),
+        [&](io_uring_sqe* sqe, std::size_t k) {
+          const WriteFileOp& op = ops[which[k]];
+          io_uring_prep_renameat(sqe, op.dir_fd, op.path, op.rename_dir_fd, op.rename_path, 0);
+        },
+        [&](std::size_t k, int res) {
+          if (res >= 0) return;
+          WriteFileOp& op = ops[which[k]];
+          op.result = res;
+          ::unlinkat(op.dir_fd, op.path, 0);
+        });
   }
 
   const unsigned depth_;

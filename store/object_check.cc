@@ -1,5 +1,8 @@
 #include "store/object_check.h"
 
+#include <algorithm>
+
+#include "store/file_io.h"
 #include "store/pack_format.h"
 
 namespace casfs {
@@ -36,6 +39,18 @@ std::span<const std::byte> decode_payload(const ObjectInfo& info,
     throw corrupt_object(info.id, e.what());
   }
   return {scratch.data(), scratch.size()};
+}
+
+std::optional<std::uint64_t> xxh3_of_range(int fd, std::uint64_t offset, std::uint64_t size) {
+  std::vector<std::byte> buf(std::min<std::uint64_t>(size, std::uint64_t{1} << 20));
+  Xxh3 xxh;
+  for (std::uint64_t done = 0; done < size;) {
+    auto piece = std::span<std::byte>(buf).first(std::min<std::uint64_t>(buf.size(), size - done));
+    if (pread_full(fd, piece, offset + done) != piece.size()) return std::nullopt;
+    xxh.update(piece);
+    done += piece.size();
+  }
+  return xxh.digest();
 }
 
 void check_loose(const ObjectInfo& info, std::span<const std::byte> data, std::int64_t got) {

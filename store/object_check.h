@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,6 +24,10 @@ std::span<const std::byte> check_record(const ObjectInfo& info, std::span<const 
 std::span<const std::byte> decode_payload(const ObjectInfo& info,
                                           std::span<const std::byte> payload,
                                           std::vector<std::byte>& scratch);
+
+// XXH3-64 of `size` bytes of `fd` at `offset`, read in bounded pieces; nullopt when
+// the file ends first.
+std::optional<std::uint64_t> xxh3_of_range(int fd, std::uint64_t offset, std::uint64_t size);
 
 // Checks a loose file's bytes. `got` is what the read returned (bytes or -errno);
 // callers read one byte more than raw_size so that a longer file is caught.

@@ -9,6 +9,7 @@
 
 #include <unordered_map>
 
+#include "store/object_check.h"
 #include "store/store_impl.h"
 
 namespace casfs {
@@ -55,17 +56,8 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
     PackInfo pinfo{pack_id, 0, 0, 0, 0};
     auto scan = scan_pack(fd->get(), [&](std::uint64_t offset, const RecordHeader& h) {
       // Check the payload before trusting the record.
-      bool good = true;
-      Xxh3 xxh;
-      buf.resize(std::min<std::uint64_t>(h.stored_size, kStreamPiece));
-      for (std::uint64_t d = 0; d < h.stored_size && good;) {
-        auto want = std::min<std::uint64_t>(buf.size(), h.stored_size - d);
-        auto piece = std::span<std::byte>(buf).first(want);
-        good = pread_full(fd->get(), piece, offset + kRecordHeaderSize + d) == want;
-        xxh.update(piece);
-        d += want;
-      }
-      good = good && xxh.digest() == h.payload_xxh3;
+      bool good = xxh3_of_range(fd->get(), offset + kRecordHeaderSize, h.stored_size) ==
+                  std::optional<std::uint64_t>(h.payload_xxh3);
       auto refs = refcount_for(h.id);
       if (!good || !refs || found.contains(h.id)) {
         pinfo.dead_bytes += h.record_size();

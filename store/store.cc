@@ -548,19 +548,13 @@ void Store::Impl::stream_packed(const ObjectInfo& info, int fd,
       header->raw_size != info.raw_size || header->codec != info.codec) {
     throw corrupt_object(info.id, "record header does not match the index");
   }
-  std::vector<std::byte> buf(kStreamPiece);
   const std::uint64_t start = info.offset + kRecordHeaderSize;
-  Xxh3 xxh;
-  for (std::uint64_t done = 0; done < info.stored_size;) {
-    auto want = std::min<std::uint64_t>(buf.size(), info.stored_size - done);
-    std::size_t n = pread_full(fd, std::span<std::byte>(buf).first(want), start + done);
-    if (n != want) throw corrupt_object(info.id, "record is truncated");
-    xxh.update(std::span<const std::byte>(buf).first(n));
-    done += n;
-  }
-  if (xxh.digest() != info.checksum || header->payload_xxh3 != info.checksum) {
+  auto sum = xxh3_of_range(fd, start, info.stored_size);
+  if (!sum) throw corrupt_object(info.id, "record is truncated");
+  if (*sum != info.checksum || header->payload_xxh3 != info.checksum) {
     throw corrupt_object(info.id, "payload checksum mismatch");
   }
+  std::vector<std::byte> buf(kStreamPiece);
   ZstdDecompressStream zstd;
   std::uint64_t delivered = 0;
   for (std::uint64_t done = 0; done < info.stored_size;) {
