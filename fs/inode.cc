@@ -21,7 +21,7 @@ Timespec get_time(const std::byte* in) {
 
 // Layout: 0 version, 1..3 zero, 4 mode, 8 uid, 12 gid, 16 ino, 24 nlink, 32 size,
 // 40 rdev, 48 parent, 56 next_slot, 64/76/88/100 atime/mtime/ctime/btime (sec u64,
-// nsec u32), 112 generation.
+// nsec u32), 112 generation, 120 allocated.
 std::array<std::byte, Inode::kEncodedSize> Inode::encode() const {
   std::array<std::byte, kEncodedSize> v{};
   v[0] = std::byte{kVersion};
@@ -39,6 +39,7 @@ std::array<std::byte, Inode::kEncodedSize> Inode::encode() const {
   put_time(&v[88], ctime);
   put_time(&v[100], btime);
   put_le<std::uint64_t>(&v[112], generation);
+  put_le<std::uint64_t>(&v[120], allocated);
   return v;
 }
 
@@ -62,6 +63,7 @@ Inode Inode::decode(std::span<const std::byte> v) {
   n.ctime = get_time(&v[88]);
   n.btime = get_time(&v[100]);
   n.generation = get_le<std::uint64_t>(&v[112]);
+  n.allocated = get_le<std::uint64_t>(&v[120]);
   return n;
 }
 

@@ -19,7 +19,7 @@ struct Timespec {
 
 struct Inode {
   static constexpr std::uint8_t kVersion = 1;
-  static constexpr std::size_t kEncodedSize = 120;
+  static constexpr std::size_t kEncodedSize = 128;
 
   std::uint64_t ino = 0;
   std::uint32_t mode = 0;  // file type and permission bits, as in st_mode
@@ -35,6 +35,8 @@ struct Inode {
   std::uint64_t next_slot = 0;
   Timespec atime, mtime, ctime, btime;
   std::uint64_t generation = 0;
+  // Regular files: bytes held in extents (holes excluded), which st_blocks reports.
+  std::uint64_t allocated = 0;
 
   bool is_dir() const { return S_ISDIR(mode); }
   bool operator==(const Inode&) const = default;

@@ -460,4 +460,10 @@ void Namespace::free_inode(LmdbTxn& txn, std::uint64_t ino) {
   txn.del(orphans_, ino_key(ino));
 }
 
+std::uint64_t Namespace::inode_count(const LmdbTxn& txn) const {
+  MDB_stat stat;
+  check_mdb(mdb_stat(txn.get(), inodes_, &stat), "mdb_stat");
+  return stat.ms_entries;
+}
+
 }  // namespace casfs

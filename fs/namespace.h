@@ -116,6 +116,9 @@ class Namespace {
   // Erases the inode record (and any orphan record). The caller releases its data first.
   void free_inode(LmdbTxn& txn, std::uint64_t ino);
 
+  // How many inodes exist (for statfs).
+  std::uint64_t inode_count(const LmdbTxn& txn) const;
+
  private:
   Inode must_get(const LmdbTxn& txn, std::uint64_t ino) const;
   Inode must_get_dir(const LmdbTxn& txn, std::uint64_t ino) const;

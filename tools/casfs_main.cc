@@ -8,6 +8,7 @@
 
 #include "tools/cli.h"
 #include "tools/mkfs_command.h"
+#include "tools/mount_command.h"
 #include "tools/store_commands.h"
 
 #ifndef CASFS_VERSION
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   casfs::cli::Action action;
   casfs::cli::add_store_commands(app, action);
   casfs::cli::add_mkfs_command(app, action);
+  casfs::cli::add_mount_command(app, action);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,326 @@
+// Filesystem: file contents. Reads overlay the file's dirty bytes on its stored
+// extents; writes land in the dirty buffer; write-out (flush_locked) turns the
+// buffer into chunks in the store and commits extents, size and times at once.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <limits>
+
+#include "fs/filesystem.h"
+#include "fs/fs_error.h"
+#include "store/error.h"
+
+namespace casfs {
+
+namespace {
+
+// ext4's limit for a file with 4 KiB blocks is 16 TiB; ours is the offset type's.
+constexpr std::uint64_t kMaxFileSize = std::numeric_limits<std::int64_t>::max();
+constexpr std::size_t kZeroPiece = 1 << 20;
+
+// A chunk that cannot be read is lost data, whatever the store's reason: EIO.
+template <typename F>
+auto reading(std::uint64_t ino, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const FsError& e) {
+    if (e.code() == ENOENT) throw FsError(EIO, e.what());
+    throw;
+  } catch (const StoreError& e) {
+    throw FsError(EIO, "file " + std::to_string(ino) + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+void Filesystem::open(std::uint64_t ino) {
+  auto file = file_of(ino);
+  std::lock_guard lock(live_mutex_);
+  ++live_[ino].opens;
+}
+
+void Filesystem::release(std::uint64_t ino) {
+  bool wake = false;
+  {
+    std::lock_guard lock(live_mutex_);
+    auto it = live_.find(ino);
+    if (it == live_.end()) return;
+    if (it->second.opens > 0) --it->second.opens;
+    if (it->second.opens == 0 && it->second.file) {
+      std::lock_guard attr(it->second.file->attr);
+      wake = it->second.file->needs_flush();
+    }
+  }
+  if (wake) flusher_wake_.notify_one();
+  maybe_retire(ino);
+}
+
+std::size_t Filesystem::read(std::uint64_t ino, std::uint64_t offset, std::span<std::byte> out) {
+  auto file = file_of(ino);
+  std::shared_lock io(file->io);
+  std::uint64_t size;
+  {
+    std::lock_guard attr(file->attr);
+    size = file->size;
+  }
+  if (offset >= size || out.empty()) return 0;
+  const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), size - offset));
+  auto part = out.first(n);
+  reading(ino, [&] {
+    LmdbTxn snapshot = LmdbTxn::read(store_.env());
+    // Stored extents end at stored_size; past it the file is dirty bytes or a hole.
+    data_.read(snapshot, ino, std::min(size, file->stored_size), offset, part);
+    if (file->stored_size < offset + n) {
+      const std::uint64_t from = std::max(offset, file->stored_size);
+      std::fill(part.begin() + static_cast<std::ptrdiff_t>(from - offset), part.end(),
+                std::byte{0});
+    }
+  });
+  file->dirty.overlay(offset, part);
+  return n;
+}
+
+void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t offset,
+                              std::span<const std::byte> data, Timespec now) {
+  if (data.empty()) return;
+  if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
+    throw FsError(EFBIG, "write past the largest file size");
+  const std::uint64_t before = file.dirty.bytes();
+  file.dirty.write(offset, data);
+  const std::uint64_t after = file.dirty.bytes();
+  if (after >= before) {
+    dirty_total_ += after - before;
+  } else {
+    dirty_total_ -= before - after;
+  }
+  {
+    std::lock_guard attr(file.attr);
+    if (!file.needs_flush()) file.dirty_since = std::chrono::steady_clock::now();
+    if (offset + data.size() > file.size) {
+      file.size = offset + data.size();
+      file.size_changed = true;
+    }
+    file.dirty_bytes = after;
+    file.mtime = file.ctime = now;
+  }
+  if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit)
+    flush_locked(ino, file);
+}
+
+void Filesystem::write(std::uint64_t ino, std::uint64_t offset, std::span<const std::byte> data) {
+  auto file = file_of(ino);
+  std::unique_lock io(file->io);
+  write_locked(ino, *file, offset, data, now_timespec());
+}
+
+void Filesystem::truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_t size,
+                                 Timespec now) {
+  if (size > kMaxFileSize) throw FsError(EFBIG, "size past the largest file size");
+  const std::uint64_t before = file.dirty.bytes();
+  file.dirty.truncate(size);
+  dirty_total_ -= before - file.dirty.bytes();
+  {
+    std::lock_guard attr(file.attr);
+    if (!file.needs_flush()) file.dirty_since = std::chrono::steady_clock::now();
+    file.size = size;
+    file.size_changed = true;
+    file.dirty_bytes = file.dirty.bytes();
+    file.mtime = file.ctime = now;
+  }
+  // Stored bytes past the new end must go before the file can grow again over them.
+  if (size < file.stored_size) flush_locked(ino, file);
+}
+
+void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
+  std::uint64_t new_size;
+  std::optional<Timespec> mtime, ctime;
+  {
+    std::lock_guard attr(file.attr);
+    if (!file.needs_flush()) return;
+    new_size = file.size;
+    mtime = file.mtime;
+    ctime = file.ctime;
+  }
+  auto ranges = file.dirty.ranges();
+  PendingWrite pending = [&] {
+    LmdbTxn snapshot = LmdbTxn::read(store_.env());
+    return data_.prepare_write(snapshot, ino, file.stored_size, new_size, ranges);
+  }();
+  std::uint64_t allocated = file.stored_alloc;
+  for (const Extent& e : pending.added()) allocated += e.length;
+  for (const Extent& e : pending.removed()) allocated -= std::min(allocated, e.length);
+  queue_.write(
+      [&](LmdbTxn& txn) {
+        auto inode = namespace_.get(txn, ino);
+        if (!inode) return;  // freed meanwhile: nothing references the new chunks
+        data_.commit_write(txn, pending);
+        inode->size = new_size;
+        inode->allocated = allocated;
+        if (mtime) inode->mtime = *mtime;
+        if (ctime) inode->ctime = *ctime;
+        namespace_.put(txn, *inode);
+      },
+      Durability::kNow);
+  file.stored_size = new_size;
+  file.stored_alloc = allocated;
+  dirty_total_ -= file.dirty.bytes();
+  file.dirty.clear();
+  std::lock_guard attr(file.attr);
+  file.dirty_bytes = 0;
+  file.size_changed = false;
+  file.mtime.reset();
+  file.ctime.reset();
+}
+
+void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
+  std::unique_lock io(file->io);
+  flush_locked(ino, *file);
+}
+
+void Filesystem::fsync(std::uint64_t ino) {
+  if (auto file = find_file(ino)) flush(ino, file);
+  queue_.commit();
+}
+
+void Filesystem::flush_all() {
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<OpenFile>>> files;
+  {
+    std::lock_guard lock(live_mutex_);
+    for (auto& [ino, live] : live_)
+      if (live.file) files.emplace_back(ino, live.file);
+  }
+  for (auto& [ino, file] : files) flush(ino, file);
+}
+
+void Filesystem::sync_all() {
+  flush_all();
+  queue_.commit();
+}
+
+void Filesystem::flusher_loop() {
+  const auto tick = std::min<std::chrono::milliseconds>(options_.commit_interval / 2,
+                                                        std::chrono::milliseconds(1000));
+  std::unique_lock lock(flusher_mutex_);
+  while (!flusher_stop_) {
+    flusher_wake_.wait_for(lock, tick);
+    if (flusher_stop_) break;
+    lock.unlock();
+    // Closed files at once; open ones once their oldest change is an interval old.
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<OpenFile>>> due;
+    {
+      std::lock_guard live_lock(live_mutex_);
+      for (auto& [ino, live] : live_) {
+        if (!live.file) continue;
+        std::lock_guard attr(live.file->attr);
+        if (!live.file->needs_flush()) continue;
+        if (live.opens == 0 || now - live.file->dirty_since >= options_.commit_interval)
+          due.emplace_back(ino, live.file);
+      }
+    }
+    for (auto& [ino, file] : due) {
+      try {
+        flush(ino, file);
+      } catch (const std::exception& e) {
+        // Stays dirty and is tried again; fsync on it reports the error.
+        std::fprintf(stderr, "casfs: writing out inode %llu failed: %s\n",
+                     static_cast<unsigned long long>(ino), e.what());
+      }
+      maybe_retire(ino);
+    }
+    lock.lock();
+  }
+}
+
+void Filesystem::fallocate(std::uint64_t ino, int mode, std::uint64_t offset,
+                           std::uint64_t length) {
+  constexpr int kSupported = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+  if ((mode & ~kSupported) != 0)
+    throw FsError(EOPNOTSUPP, "fallocate mode " + std::to_string(mode) + " is not supported");
+  if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+    throw FsError(EOPNOTSUPP, "punching a hole needs FALLOC_FL_KEEP_SIZE");
+  if (length == 0) throw FsError(EINVAL, "fallocate of zero bytes");
+  if (offset > kMaxFileSize || length > kMaxFileSize - offset)
+    throw FsError(EFBIG, "fallocate past the largest file size");
+  auto file = file_of(ino);
+  std::unique_lock io(file->io);
+  const Timespec now = now_timespec();
+  std::uint64_t size;
+  {
+    std::lock_guard attr(file->attr);
+    size = file->size;
+  }
+  const std::uint64_t end = offset + length;
+  const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+    // Zeros written over the range become holes when the file is written out:
+    // all-zero chunks are not stored.
+    static const std::array<std::byte, kZeroPiece> zeros{};
+    const std::uint64_t zero_end = keep_size ? std::min(end, size) : end;
+    for (std::uint64_t pos = offset; pos < zero_end; pos += kZeroPiece) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kZeroPiece, zero_end - pos));
+      write_locked(ino, *file, pos, std::span(zeros).first(n), now);
+    }
+  }
+  if (!keep_size && end > size) {
+    std::lock_guard attr(file->attr);
+    if (!file->needs_flush()) file->dirty_since = std::chrono::steady_clock::now();
+    file->size = std::max(file->size, end);
+    file->size_changed = true;
+    file->ctime = now;
+  }
+}
+
+std::uint64_t Filesystem::copy_range(std::uint64_t in_ino, std::uint64_t in_offset,
+                                     std::uint64_t out_ino, std::uint64_t out_offset,
+                                     std::uint64_t length) {
+  std::vector<std::byte> buffer(std::min<std::uint64_t>(length, 1 << 20));
+  std::uint64_t copied = 0;
+  while (copied < length) {
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), length - copied));
+    const std::size_t got = read(in_ino, in_offset + copied, std::span(buffer).first(want));
+    if (got == 0) break;
+    write(out_ino, out_offset + copied, std::span(buffer).first(got));
+    copied += got;
+  }
+  return copied;
+}
+
+std::uint64_t Filesystem::seek_data_hole(std::uint64_t ino, std::uint64_t offset, int whence) {
+  auto file = file_of(ino);
+  std::shared_lock io(file->io);
+  std::uint64_t size;
+  {
+    std::lock_guard attr(file->attr);
+    size = file->size;
+  }
+  if (offset >= size) throw FsError(ENXIO, "offset past the end of the file");
+  // Data is where stored extents or dirty bytes are; everything else is a hole.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> data;
+  {
+    LmdbTxn snapshot = LmdbTxn::read(store_.env());
+    for (const Extent& e : data_.extents(snapshot, ino))
+      if (e.end() > offset && e.offset < size) data.emplace_back(e.offset, std::min(e.end(), size));
+  }
+  for (const DirtyRange& r : file->dirty.ranges())
+    if (r.offset + r.data.size() > offset) data.emplace_back(r.offset, r.offset + r.data.size());
+  std::sort(data.begin(), data.end());
+  if (whence == SEEK_DATA) {
+    for (const auto& [start, end] : data)
+      if (end > offset) return std::max(start, offset);
+    throw FsError(ENXIO, "no data past the offset");
+  }
+  std::uint64_t pos = offset;
+  for (const auto& [start, end] : data) {
+    if (start > pos) break;
+    pos = std::max(pos, end);
+  }
+  return std::min(pos, size);
+}
+
+}  // namespace casfs

@@ -1,0 +1,210 @@
+// The filesystem as a library: POSIX operations on inodes and names over a store,
+// with no FUSE in sight. The FUSE handlers (fuse_ops.cc) only translate between the
+// kernel's requests and these calls, and map FsError to errno in one place.
+//
+// Metadata changes go through one CommitQueue (group commit). File contents written
+// through write() are buffered per inode in a DirtyBuffer and written out into the
+// store as content-defined chunks when the file is closed, fsync'd, truncated below
+// its stored size, or holds too many dirty bytes; a flusher thread writes out closed
+// files at once and open ones within the commit interval.
+//
+// Lifetime of inodes follows the kernel's: lookup() and every call that returns an
+// entry count a reference, forget() drops them; an inode whose last name is gone
+// lives (as an orphan, recorded so a crash does not leak it) until the kernel
+// forgets it.
+#pragma once
+
+#include <sys/statvfs.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/commit_queue.h"
+#include "fs/dirty_buffer.h"
+#include "fs/file_data.h"
+#include "fs/inode.h"
+#include "fs/namespace.h"
+#include "fs/symlinks.h"
+#include "fs/xattrs.h"
+#include "store/store.h"
+
+namespace casfs {
+
+struct FsOptions {
+  // Changes nobody asked to be durable (fsync) are committed at least this often.
+  std::chrono::milliseconds commit_interval{5000};
+  // A file holding more dirty bytes than this is written out by the writer itself.
+  std::uint64_t dirty_file_limit = 64ull << 20;
+  // All files together; past this each writer writes out its own file.
+  std::uint64_t dirty_total_limit = 512ull << 20;
+};
+
+// Who asks: the owner of new files.
+struct Caller {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+};
+
+// setattr(2)'s changes; times already resolved (UTIME_NOW is the caller's clock).
+struct AttrChanges {
+  std::optional<std::uint32_t> mode;  // permission bits only
+  std::optional<std::uint32_t> uid, gid;
+  std::optional<std::uint64_t> size;
+  std::optional<Timespec> atime, mtime, ctime;
+};
+
+struct FsStat {
+  std::uint64_t block_size = 4096;
+  std::uint64_t blocks = 0, blocks_free = 0, blocks_available = 0;
+  std::uint64_t files = 0, files_free = 0;
+  std::uint64_t name_max = kMaxNameLength;
+};
+
+// One readdir entry; `inode` only for readdirplus (and not for "." and "..").
+struct ListedEntry {
+  std::string_view name;
+  std::uint64_t ino = 0;
+  std::uint8_t d_type = 0;
+  const Inode* inode = nullptr;
+};
+
+Timespec now_timespec();
+
+class Filesystem {
+ public:
+  // Creates the root directory on a new store, and frees the orphans a crash left.
+  Filesystem(Store& store, const FsOptions& options);
+  // Writes out every dirty file and commits.
+  ~Filesystem();
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  // --- inodes and names -----------------------------------------------------
+  Inode getattr(std::uint64_t ino);
+  Inode lookup(std::uint64_t parent, std::string_view name);  // counts a reference
+  void forget(std::uint64_t ino, std::uint64_t count);
+  Inode setattr(std::uint64_t ino, const AttrChanges& changes);
+  std::string readlink(std::uint64_t ino);
+  // mknod, mkdir and create: the S_IFMT bits of `mode` say what. Counts a reference.
+  Inode make_node(std::uint64_t parent, std::string_view name, std::uint32_t mode,
+                  std::uint64_t rdev, const Caller& caller);
+  Inode symlink(std::uint64_t parent, std::string_view name, std::string_view target,
+                const Caller& caller);
+  Inode link(std::uint64_t ino, std::uint64_t new_parent, std::string_view new_name);
+  void unlink(std::uint64_t parent, std::string_view name);
+  void rmdir(std::uint64_t parent, std::string_view name);
+  void rename(std::uint64_t old_parent, std::string_view old_name, std::uint64_t new_parent,
+              std::string_view new_name, unsigned flags);
+  // Lists `dir` after `cookie`; `emit` returns false when its buffer is full. With
+  // `plus`, entries carry their inode and each one taken counts a reference.
+  void readdir(std::uint64_t dir, std::uint64_t cookie, bool plus,
+               const std::function<bool(const ListedEntry&, std::uint64_t next_cookie)>& emit);
+  FsStat statfs();
+
+  // --- extended attributes -------------------------------------------------
+  void setxattr(std::uint64_t ino, std::string_view name, std::span<const std::byte> value,
+                int flags);
+  std::vector<std::byte> getxattr(std::uint64_t ino, std::string_view name);
+  std::string listxattr(std::uint64_t ino);
+  void removexattr(std::uint64_t ino, std::string_view name);
+
+  // --- file contents (file_contents.cc) -------------------------------------
+  void open(std::uint64_t ino);
+  void release(std::uint64_t ino);
+  std::size_t read(std::uint64_t ino, std::uint64_t offset, std::span<std::byte> out);
+  void write(std::uint64_t ino, std::uint64_t offset, std::span<const std::byte> data);
+  // Data and metadata of `ino` durable (and, as ext4's journal does, everything
+  // committed before it).
+  void fsync(std::uint64_t ino);
+  // Everything durable.
+  void sync_all();
+  void fallocate(std::uint64_t ino, int mode, std::uint64_t offset, std::uint64_t length);
+  std::uint64_t copy_range(std::uint64_t in_ino, std::uint64_t in_offset, std::uint64_t out_ino,
+                           std::uint64_t out_offset, std::uint64_t length);
+  // SEEK_DATA / SEEK_HOLE; throws FsError(ENXIO) past the end or when no data follows.
+  std::uint64_t seek_data_hole(std::uint64_t ino, std::uint64_t offset, int whence);
+
+ private:
+  // A regular file with state beyond its stored record: open, or holding bytes or
+  // a size that are not in the store yet.
+  struct OpenFile {
+    // Shared for reads, exclusive for writes and write-out (held across a flush).
+    std::shared_mutex io;
+    DirtyBuffer dirty;               // guarded by io
+    std::uint64_t stored_size = 0;   // guarded by io: the size the extents describe
+    std::uint64_t stored_alloc = 0;  // guarded by io: the inode's allocated bytes
+
+    // Guarded by attr (never held while waiting for anything, so the commit queue
+    // may take it): what getattr shows on top of the stored inode.
+    mutable std::mutex attr;
+    std::uint64_t size = 0;
+    std::uint64_t dirty_bytes = 0;
+    bool size_changed = false;             // size differs from stored_size
+    std::optional<Timespec> mtime, ctime;  // set by writes, stored at write-out
+    std::chrono::steady_clock::time_point dirty_since{};
+
+    bool needs_flush() const;  // call with attr held
+  };
+  // What the process knows of an inode besides its record.
+  struct LiveInode {
+    std::uint64_t lookups = 0;
+    std::uint32_t opens = 0;
+    bool unlinked = false;  // nlink reached 0; freed when the last reference goes
+    std::shared_ptr<OpenFile> file;
+  };
+
+  // Shows unflushed size and times on top of a stored inode.
+  void overlay(Inode& inode);
+  void count_lookup(std::uint64_t ino);
+  // After a change that may have left `ino` with no names: orphans it if the kernel
+  // still refers to it, frees it otherwise. Runs on the commit queue.
+  void after_last_name(LmdbTxn& txn, std::uint64_t ino);
+  // Frees the inode and everything it owns.
+  void free_inode(LmdbTxn& txn, std::uint64_t ino);
+  // Drops the live record when nothing holds it any more; frees unlinked inodes.
+  void maybe_retire(std::uint64_t ino);
+  std::shared_ptr<OpenFile> file_of(std::uint64_t ino);  // loads it if needed
+  std::shared_ptr<OpenFile> find_file(std::uint64_t ino);
+
+  // The next three need file.io held exclusively by the caller.
+  void write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t offset,
+                    std::span<const std::byte> data, Timespec now);
+  void truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_t size, Timespec now);
+  // Writes out the file's dirty bytes, size and times into the store, durably.
+  void flush_locked(std::uint64_t ino, OpenFile& file);
+  void flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file);
+  void flusher_loop();
+  void flush_all();
+
+  Store& store_;
+  const FsOptions options_;
+  Namespace namespace_;
+  FileData data_;
+  Xattrs xattrs_;
+  Symlinks symlinks_;
+  CommitQueue queue_;
+
+  std::mutex live_mutex_;  // never held while waiting on the commit queue
+  std::unordered_map<std::uint64_t, LiveInode> live_;
+  std::atomic<std::uint64_t> dirty_total_{0};
+
+  std::mutex flusher_mutex_;
+  std::condition_variable flusher_wake_;
+  bool flusher_stop_ = false;
+  std::thread flusher_;
+};
+
+}  // namespace casfs

@@ -1,0 +1,73 @@
+#include "fs/fuse_mount.h"
+
+#include <stdexcept>
+
+namespace casfs {
+
+namespace {
+
+// fuse_args wants a mutable argv; this owns the strings behind it.
+class Args {
+ public:
+  explicit Args(const std::vector<std::string>& words) : words_(words) {
+    for (auto& w : words_) argv_.push_back(w.data());
+    argv_.push_back(nullptr);
+    args_ = FUSE_ARGS_INIT(static_cast<int>(words_.size()), argv_.data());
+  }
+  ~Args() { fuse_opt_free_args(&args_); }
+  Args(const Args&) = delete;
+  Args& operator=(const Args&) = delete;
+  fuse_args* get() { return &args_; }
+
+ private:
+  std::vector<std::string> words_;
+  std::vector<char*> argv_;
+  fuse_args args_{};
+};
+
+}  // namespace
+
+FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mountpoint,
+                     const std::vector<std::string>& options)
+    : context_(std::make_unique<FuseContext>(context)) {
+  std::vector<std::string> words{"casfs"};
+  for (const auto& option : options) {
+    words.push_back("-o");
+    words.push_back(option);
+  }
+  Args args(words);
+  const fuse_lowlevel_ops ops = fuse_operations();
+  session_ = fuse_session_new(args.get(), &ops, sizeof(ops), context_.get());
+  if (session_ == nullptr)
+    throw std::runtime_error("cannot start a FUSE session (bad -o option? libfuse said why above)");
+  if (fuse_session_mount(session_, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(session_);
+    session_ = nullptr;
+    throw std::runtime_error("cannot mount on " + mountpoint.string() +
+                             " (is /dev/fuse there and fusermount3 installed?)");
+  }
+  mounted_ = true;
+}
+
+FuseMount::~FuseMount() {
+  if (session_ == nullptr) return;
+  if (mounted_) fuse_session_unmount(session_);
+  fuse_session_destroy(session_);
+}
+
+int FuseMount::run() {
+  if (fuse_set_signal_handlers(session_) != 0)
+    throw std::runtime_error("cannot install signal handlers");
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(config, 1);
+  fuse_loop_cfg_set_idle_threads(config, 4);
+  const int rc = fuse_session_loop_mt(session_, config);
+  fuse_loop_cfg_destroy(config);
+  fuse_remove_signal_handlers(session_);
+  fuse_session_unmount(session_);
+  mounted_ = false;
+  // A signal number means a clean stop by SIGINT/SIGTERM/SIGHUP.
+  return rc < 0 ? 1 : 0;
+}
+
+}  // namespace casfs

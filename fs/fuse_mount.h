@@ -1,0 +1,35 @@
+// A FUSE session serving a Filesystem at a mountpoint: created and mounted by the
+// constructor, served by run(), unmounted and destroyed by the destructor.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/fuse_ops.h"
+
+namespace casfs {
+
+class FuseMount {
+ public:
+  // `options` are FUSE mount options as given to -o (allow_other, ro, ...), split at
+  // commas. Throws std::runtime_error with a one-line message when the session
+  // cannot be created or mounted.
+  FuseMount(const FuseContext& context, const std::filesystem::path& mountpoint,
+            const std::vector<std::string>& options);
+  ~FuseMount();
+  FuseMount(const FuseMount&) = delete;
+  FuseMount& operator=(const FuseMount&) = delete;
+
+  // Serves requests on several threads until the filesystem is unmounted or the
+  // process gets SIGINT, SIGTERM or SIGHUP. Returns 0 on a clean end.
+  int run();
+
+ private:
+  std::unique_ptr<FuseContext> context_;
+  fuse_session* session_ = nullptr;
+  bool mounted_ = false;
+};
+
+}  // namespace casfs

@@ -1,0 +1,23 @@
+// The FUSE low-level operations table for a Filesystem.
+#pragma once
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
+
+namespace casfs {
+
+class Filesystem;
+
+// The session's userdata: the filesystem and how the kernel may cache what it says.
+struct FuseContext {
+  Filesystem* fs = nullptr;
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+  bool writeback_cache = true;
+};
+
+fuse_lowlevel_ops fuse_operations();
+
+}  // namespace casfs

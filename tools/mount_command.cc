@@ -1,0 +1,200 @@
+#include "tools/mount_command.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/filesystem.h"
+#include "fs/fuse_mount.h"
+#include "store/store.h"
+
+namespace casfs::cli {
+
+namespace {
+
+struct MountRequest {
+  std::string store;
+  std::string mountpoint;
+  bool foreground = false;
+  std::vector<std::string> options;  // as given to -o, possibly comma-separated
+};
+
+// What the -o options say, split into casfs's own and those passed to FUSE.
+struct MountSettings {
+  FsOptions fs;
+  FuseContext fuse;
+  std::vector<std::string> fuse_options;
+  std::string logfile;
+};
+
+double parse_seconds(const std::string& key, const std::string& value) {
+  try {
+    std::size_t used = 0;
+    double seconds = std::stod(value, &used);
+    if (used == value.size() && seconds >= 0 && seconds <= 86400) return seconds;
+  } catch (const std::exception&) {
+  }
+  throw CommandError("-o " + key + "=" + value + ": expected a number of seconds (0 to 86400)");
+}
+
+MountSettings parse_options(const MountRequest& request) {
+  MountSettings s;
+  bool has_default_permissions = false;
+  for (const auto& group : request.options) {
+    std::size_t start = 0;
+    while (start <= group.size()) {
+      std::size_t comma = group.find(',', start);
+      if (comma == std::string::npos) comma = group.size();
+      std::string option = group.substr(start, comma - start);
+      start = comma + 1;
+      if (option.empty()) continue;
+      const std::size_t eq = option.find('=');
+      const std::string key = option.substr(0, eq);
+      const std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
+      if (key == "commit_interval") {
+        s.fs.commit_interval = std::chrono::milliseconds(
+            std::max<long long>(1, static_cast<long long>(parse_seconds(key, value) * 1000)));
+      } else if (key == "attr_timeout") {
+        s.fuse.attr_timeout = parse_seconds(key, value);
+      } else if (key == "entry_timeout") {
+        s.fuse.entry_timeout = parse_seconds(key, value);
+      } else if (key == "logfile") {
+        if (value.empty()) throw CommandError("-o logfile= needs a path");
+        s.logfile = std::filesystem::absolute(value).string();
+      } else if (key == "rw" || key == "defaults") {
+        // mount(8) passes these along; they ask for nothing beyond the default.
+      } else {
+        if (key == "default_permissions") has_default_permissions = true;
+        s.fuse_options.push_back(option);
+      }
+    }
+  }
+  // The kernel checks permissions against the modes casfs stores; the daemon runs
+  // as root and must not be a way around them.
+  if (!has_default_permissions) s.fuse_options.push_back("default_permissions");
+  s.fuse_options.push_back("fsname=" + std::filesystem::absolute(request.store).string());
+  s.fuse_options.push_back("subtype=casfs");
+  return s;
+}
+
+// Serves until unmounted. `ready` is called once the mount is live.
+int serve(const MountRequest& request, const MountSettings& settings,
+          const std::function<void()>& ready) {
+  std::unique_ptr<Store> store;
+  try {
+    store = Store::open(request.store);
+  } catch (const StoreError& e) {
+    if (e.code() == EBUSY)
+      throw CommandError("cannot mount " + request.store + ": it is already mounted or in use (" +
+                         e.what() + ")");
+    throw;
+  }
+  Filesystem fs(*store, settings.fs);
+  FuseContext context = settings.fuse;
+  context.fs = &fs;
+  FuseMount mount(context, request.mountpoint, settings.fuse_options);
+  ready();
+  return mount.run();
+}
+
+void check_mountpoint(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status))
+    throw CommandError("mountpoint " + path + " does not exist (create it with mkdir)");
+  if (!std::filesystem::is_directory(status))
+    throw CommandError("mountpoint " + path + " is not a directory");
+}
+
+// Points stdin and stdout at /dev/null and stderr at the log file (or /dev/null),
+// so that the daemon holds nothing of the terminal or of the caller's pipes.
+void detach_stdio(const std::string& logfile) {
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  int log_fd = logfile.empty()
+                   ? -1
+                   : ::open(logfile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (null_fd >= 0) {
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::dup2(log_fd >= 0 ? log_fd : null_fd, STDERR_FILENO);
+    ::close(null_fd);
+  }
+  if (log_fd >= 0) ::close(log_fd);
+}
+
+int mount_command(const MountRequest& request) {
+  check_mountpoint(request.mountpoint);
+  MountSettings settings = parse_options(request);
+  if (request.foreground) return serve(request, settings, [] {});
+
+  // The daemon is forked before anything starts threads. It reports over a pipe
+  // whether the mount came up, so that this process exits 0 only for a live mount
+  // and otherwise prints the daemon's one-line error.
+  int status[2];
+  if (::pipe2(status, O_CLOEXEC) != 0) throw CommandError("cannot create a pipe");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw CommandError("cannot fork the mount daemon");
+  if (pid > 0) {
+    ::close(status[1]);
+    std::string message;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(status[0], buf, sizeof buf)) > 0)
+      message.append(buf, static_cast<std::size_t>(n));
+    ::close(status[0]);
+    if (message == "ok") return kExitOk;
+    ::waitpid(pid, nullptr, 0);
+    throw CommandError(message.empty() ? "the mount daemon stopped before the mount was ready"
+                                       : message);
+  }
+  ::close(status[0]);
+  ::setsid();
+  int rc;
+  try {
+    rc = serve(request, settings, [&] {
+      detach_stdio(settings.logfile);
+      if (::chdir("/") != 0) {
+        // Nothing depends on the working directory; it is only left so as not to pin it.
+      }
+      const char ok[] = "ok";
+      (void)!::write(status[1], ok, 2);
+      ::close(status[1]);
+      status[1] = -1;
+    });
+  } catch (const std::exception& e) {
+    if (status[1] >= 0) {
+      std::string message = e.what();
+      (void)!::write(status[1], message.data(), message.size());
+    } else {
+      std::fprintf(stderr, "casfs: %s\n", e.what());
+    }
+    std::_Exit(kExitFailure);
+  }
+  std::exit(rc);
+}
+
+}  // namespace
+
+void add_mount_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("mount", "Mount a store as a filesystem");
+  auto request = std::make_shared<MountRequest>();
+  cmd->add_option("STORE", request->store, "The store (made by casfs mkfs)")->required();
+  cmd->add_option("MNT", request->mountpoint, "An existing directory to mount on")->required();
+  cmd->add_flag("-f,--foreground", request->foreground, "Stay in the foreground, log to stderr");
+  cmd->add_option("-o", request->options,
+                  "Mount options, comma-separated: FUSE's (allow_other, ro, ...) and casfs's "
+                  "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
+                  "logfile=PATH)")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->callback([&action, request] { action = [request] { return mount_command(*request); }; });
+}
+
+}  // namespace casfs::cli
