@@ -44,18 +44,14 @@ void Filesystem::open(std::uint64_t ino) {
 }
 
 void Filesystem::release(std::uint64_t ino) {
-  bool wake = false;
   {
     std::lock_guard lock(live_mutex_);
     auto it = live_.find(ino);
     if (it == live_.end()) return;
     if (it->second.opens > 0) --it->second.opens;
-    if (it->second.opens == 0 && it->second.file) {
-      std::lock_guard attr(it->second.file->attr);
-      wake = it->second.file->needs_flush();
-    }
   }
-  if (wake) flusher_wake_.notify_one();
+  // A closed dirty file is written out by the flusher's next round, together with
+  // the others closed meanwhile.
   maybe_retire(ino);
 }
 
@@ -107,8 +103,11 @@ void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t o
     file.dirty_bytes = after;
     file.mtime = file.ctime = now;
   }
-  if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit)
+  if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit) {
     flush_locked(ino, file);
+  } else if (dirty_total_ >= options_.dirty_total_limit / 2) {
+    flusher_wake_.notify_one();
+  }
 }
 
 void Filesystem::write(std::uint64_t ino, std::uint64_t offset, std::span<const std::byte> data) {
@@ -135,6 +134,31 @@ void Filesystem::truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_
   if (size < file.stored_size) flush_locked(ino, file);
 }
 
+std::uint64_t Filesystem::allocated_after(std::uint64_t allocated, const PendingWrite& w) {
+  for (const Extent& e : w.added()) allocated += e.length;
+  for (const Extent& e : w.removed()) allocated -= std::min(allocated, e.length);
+  return allocated;
+}
+
+void Filesystem::store_written(Inode& inode, std::uint64_t size, std::uint64_t allocated,
+                               const std::optional<Timespec>& mtime,
+                               const std::optional<Timespec>& ctime) {
+  inode.size = size;
+  inode.allocated = allocated;
+  if (mtime) inode.mtime = *mtime;
+  if (ctime) inode.ctime = *ctime;
+}
+
+void Filesystem::finish_flush(OpenFile& file) {
+  dirty_total_ -= file.dirty.bytes();
+  file.dirty.clear();
+  std::lock_guard attr(file.attr);
+  file.dirty_bytes = 0;
+  file.size_changed = false;
+  file.mtime.reset();
+  file.ctime.reset();
+}
+
 void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
   std::uint64_t new_size;
   std::optional<Timespec> mtime, ctime;
@@ -150,30 +174,19 @@ void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
     LmdbTxn snapshot = LmdbTxn::read(store_.env());
     return data_.prepare_write(snapshot, ino, file.stored_size, new_size, ranges);
   }();
-  std::uint64_t allocated = file.stored_alloc;
-  for (const Extent& e : pending.added()) allocated += e.length;
-  for (const Extent& e : pending.removed()) allocated -= std::min(allocated, e.length);
+  const std::uint64_t allocated = allocated_after(file.stored_alloc, pending);
   queue_.write(
       [&](LmdbTxn& txn) {
         auto inode = namespace_.get(txn, ino);
         if (!inode) return;  // freed meanwhile: nothing references the new chunks
         data_.commit_write(txn, pending);
-        inode->size = new_size;
-        inode->allocated = allocated;
-        if (mtime) inode->mtime = *mtime;
-        if (ctime) inode->ctime = *ctime;
+        store_written(*inode, new_size, allocated, mtime, ctime);
         namespace_.put(txn, *inode);
       },
       Durability::kNow);
   file.stored_size = new_size;
   file.stored_alloc = allocated;
-  dirty_total_ -= file.dirty.bytes();
-  file.dirty.clear();
-  std::lock_guard attr(file.attr);
-  file.dirty_bytes = 0;
-  file.size_changed = false;
-  file.mtime.reset();
-  file.ctime.reset();
+  finish_flush(file);
 }
 
 void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
@@ -187,13 +200,7 @@ void Filesystem::fsync(std::uint64_t ino) {
 }
 
 void Filesystem::flush_all() {
-  std::vector<std::pair<std::uint64_t, std::shared_ptr<OpenFile>>> files;
-  {
-    std::lock_guard lock(live_mutex_);
-    for (auto& [ino, live] : live_)
-      if (live.file) files.emplace_back(ino, live.file);
-  }
-  for (auto& [ino, file] : files) flush(ino, file);
+  write_out(/*everything=*/true);
 }
 
 void Filesystem::sync_all() {
@@ -202,37 +209,96 @@ void Filesystem::sync_all() {
 }
 
 void Filesystem::flusher_loop() {
-  const auto tick = std::min<std::chrono::milliseconds>(options_.commit_interval / 2,
-                                                        std::chrono::milliseconds(1000));
+  const auto tick = std::min<std::chrono::milliseconds>(options_.commit_interval / 4,
+                                                        std::chrono::milliseconds(500));
   std::unique_lock lock(flusher_mutex_);
   while (!flusher_stop_) {
     flusher_wake_.wait_for(lock, tick);
     if (flusher_stop_) break;
     lock.unlock();
-    // Closed files at once; open ones once their oldest change is an interval old.
-    const auto now = std::chrono::steady_clock::now();
-    std::vector<std::pair<std::uint64_t, std::shared_ptr<OpenFile>>> due;
-    {
-      std::lock_guard live_lock(live_mutex_);
-      for (auto& [ino, live] : live_) {
-        if (!live.file) continue;
-        std::lock_guard attr(live.file->attr);
-        if (!live.file->needs_flush()) continue;
-        if (live.opens == 0 || now - live.file->dirty_since >= options_.commit_interval)
-          due.emplace_back(ino, live.file);
-      }
-    }
-    for (auto& [ino, file] : due) {
-      try {
-        flush(ino, file);
-      } catch (const std::exception& e) {
-        // Stays dirty and is tried again; fsync on it reports the error.
-        std::fprintf(stderr, "casfs: writing out inode %llu failed: %s\n",
-                     static_cast<unsigned long long>(ino), e.what());
-      }
-      maybe_retire(ino);
+    try {
+      write_out(/*everything=*/false);
+    } catch (const std::exception& e) {
+      // The files stay dirty and are tried again; fsync on one reports its error.
+      std::fprintf(stderr, "casfs: writing out files failed: %s\n", e.what());
     }
     lock.lock();
+  }
+}
+
+void Filesystem::write_out(bool everything) {
+  // Closed files at once; open ones once their oldest change is an interval old.
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<OpenFile>>> due;
+  {
+    std::lock_guard live_lock(live_mutex_);
+    for (auto& [ino, live] : live_) {
+      if (!live.file) continue;
+      std::lock_guard attr(live.file->attr);
+      if (!live.file->needs_flush()) continue;
+      if (everything || live.opens == 0 || now - live.file->dirty_since >= options_.commit_interval)
+        due.emplace_back(ino, live.file);
+    }
+  }
+  // Batches of files share one staging sync and one commit, bounded in bytes so that
+  // the locks they hold are not held for long.
+  constexpr std::uint64_t kBatchBytes = 64ull << 20;
+  std::size_t next = 0;
+  while (next < due.size()) {
+    struct Member {
+      std::uint64_t ino;
+      OpenFile* file;
+      std::unique_lock<std::shared_mutex> io;
+      std::uint64_t new_size;
+      std::uint64_t allocated;
+      std::optional<Timespec> mtime, ctime;
+    };
+    std::vector<Member> members;
+    WriteBatch batch;
+    std::uint64_t bytes = 0;
+    {
+      LmdbTxn snapshot = LmdbTxn::read(store_.env());
+      for (; next < due.size() && bytes < kBatchBytes; ++next) {
+        auto& [ino, file] = due[next];
+        std::unique_lock io(file->io);
+        Member m{ino, file.get(), {}, 0, 0, {}, {}};
+        {
+          std::lock_guard attr(file->attr);
+          if (!file->needs_flush()) continue;
+          m.new_size = file->size;
+          m.mtime = file->mtime;
+          m.ctime = file->ctime;
+        }
+        auto ranges = file->dirty.ranges();
+        PendingWrite w = data_.prepare_write(snapshot, ino, file->stored_size, m.new_size, ranges,
+                                             /*stage=*/false);
+        m.allocated = allocated_after(file->stored_alloc, w);
+        bytes += file->dirty.bytes();
+        batch.add(std::move(w));
+        m.io = std::move(io);
+        members.push_back(std::move(m));
+      }
+    }
+    if (members.empty()) continue;
+    data_.stage(batch);
+    queue_.write(
+        [&](LmdbTxn& txn) {
+          data_.commit(txn, batch);
+          for (const Member& m : members) {
+            auto inode = namespace_.get(txn, m.ino);
+            if (!inode) continue;
+            store_written(*inode, m.new_size, m.allocated, m.mtime, m.ctime);
+            namespace_.put(txn, *inode);
+          }
+        },
+        Durability::kNow);
+    for (Member& m : members) {
+      m.file->stored_size = m.new_size;
+      m.file->stored_alloc = m.allocated;
+      finish_flush(*m.file);
+      m.io.unlock();
+    }
+    for (const Member& m : members) maybe_retire(m.ino);
   }
 }
 

@@ -195,7 +195,7 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
 
 PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
                                      std::uint64_t old_size, std::uint64_t new_size,
-                                     std::span<const DirtyRange> dirty) {
+                                     std::span<const DirtyRange> dirty, bool stage) {
   const std::string file = "file " + std::to_string(ino);
   for (std::size_t k = 0; k < dirty.size(); ++k) {
     const auto& d = dirty[k];
@@ -355,12 +355,42 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
       objects.emplace_back(pw.staged_bytes_.back());
     }
     chunk_bytes.clear();
-    if (!objects.empty()) pw.insert_.emplace(store_.prepare_insert(objects));
+    if (stage && !objects.empty()) pw.insert_.emplace(store_.prepare_insert(objects));
     return pw;
   });
 }
 
 void FileData::commit_write(LmdbTxn& txn, PendingWrite& pending) {
+  if (pending.committed_)
+    throw FsError(EINVAL, "file " + std::to_string(pending.ino_) + ": write committed already");
+  if (!pending.insert_ && !pending.staged_bytes_.empty())
+    throw FsError(EINVAL, "file " + std::to_string(pending.ino_) + ": write was never staged");
+  // Index the new objects with no references; apply counts one per extent.
+  for_file(pending.ino_, [&] {
+    if (pending.insert_) store_.commit_insert(txn, *pending.insert_, 0);
+  });
+  apply(txn, pending);
+}
+
+void FileData::stage(WriteBatch& batch) {
+  if (batch.insert_) throw FsError(EINVAL, "write batch staged already");
+  std::vector<std::span<const std::byte>> objects;
+  for (const PendingWrite& w : batch.writes_)
+    for (const auto& bytes : w.staged_bytes_) objects.emplace_back(bytes);
+  if (!objects.empty()) batch.insert_.emplace(store_.prepare_insert(objects));
+}
+
+void FileData::commit(LmdbTxn& txn, WriteBatch& batch) {
+  if (batch.committed_) throw FsError(EINVAL, "write batch committed already");
+  bool staged_all = true;
+  for (const PendingWrite& w : batch.writes_) staged_all &= w.staged_bytes_.empty();
+  if (!batch.insert_ && !staged_all) throw FsError(EINVAL, "write batch was never staged");
+  if (batch.insert_) store_.commit_insert(txn, *batch.insert_, 0);
+  for (PendingWrite& w : batch.writes_) apply(txn, w);
+  batch.committed_ = true;
+}
+
+void FileData::apply(LmdbTxn& txn, PendingWrite& pending) {
   const std::uint64_t ino = pending.ino_;
   if (pending.committed_)
     throw FsError(EINVAL, "file " + std::to_string(ino) + ": write committed already");
@@ -375,9 +405,7 @@ void FileData::commit_write(LmdbTxn& txn, PendingWrite& pending) {
       txn.put(extents_, extent_key(ino, e.offset), extent_value(e));
       ++gained[e.id];
     }
-    // Index the new objects with no references, then count one per extent; gains go
-    // first so an object moving between extents never dips below zero.
-    if (pending.insert_) store_.commit_insert(txn, *pending.insert_, 0);
+    // Gains go first so an object moving between extents never dips below zero.
     auto& index = store_.index();
     for (const auto& [id, n] : gained) index.add_ref(txn, id, n);
     for (const auto& [id, n] : lost) index.release(txn, id, n);

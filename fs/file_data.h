@@ -72,6 +72,23 @@ class PendingWrite {
   bool committed_ = false;
 };
 
+// Several files' writes whose new objects are staged together (one prepare_insert,
+// so one sync for all of them) and committed in one transaction: how the flusher
+// writes out many small files at the cost of one.
+class WriteBatch {
+ public:
+  // `write` comes from prepare_write(..., stage = false).
+  void add(PendingWrite write) { writes_.push_back(std::move(write)); }
+  const std::vector<PendingWrite>& writes() const { return writes_; }
+  bool empty() const { return writes_.empty(); }
+
+ private:
+  friend class FileData;
+  std::vector<PendingWrite> writes_;
+  std::optional<PendingInsert> insert_;
+  bool committed_ = false;
+};
+
 class FileData {
  public:
   // Opens (creating) the extents table; call before any transaction that uses it begins.
@@ -92,12 +109,19 @@ class FileData {
   // `snapshot` shows the file's current extents; make it a read transaction (or a write
   // transaction with nothing uncommitted): old bytes are fetched through the store,
   // which sees only committed objects.
+  // With `stage` false the new objects are only computed, for a WriteBatch to stage.
   PendingWrite prepare_write(const LmdbTxn& snapshot, std::uint64_t ino, std::uint64_t old_size,
-                             std::uint64_t new_size, std::span<const DirtyRange> dirty);
+                             std::uint64_t new_size, std::span<const DirtyRange> dirty,
+                             bool stage = true);
 
   // Applies a prepared write inside `txn`: extents and refcounts. The caller commits.
   // No other write to the same inode may happen between prepare_write and this.
   void commit_write(LmdbTxn& txn, PendingWrite& pending);
+
+  // Stages the new objects of every write in the batch at once; then commit() applies
+  // them all inside `txn`. The batch must outlive the commit of that transaction.
+  void stage(WriteBatch& batch);
+  void commit(LmdbTxn& txn, WriteBatch& batch);
 
   // Deletes every extent of `ino` and releases their references (freeing an inode).
   void release_all(LmdbTxn& txn, std::uint64_t ino);
@@ -106,6 +130,8 @@ class FileData {
   // The extent with the greatest offset <= pos, if any.
   std::optional<Extent> at_or_before(const LmdbTxn& txn, std::uint64_t ino,
                                      std::uint64_t pos) const;
+  // Extents and references of one write; its objects are indexed already.
+  void apply(LmdbTxn& txn, PendingWrite& pending);
   // Extents overlapping [from, to), in offset order.
   std::vector<Extent> overlapping(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t from,
                                   std::uint64_t to) const;

@@ -186,7 +186,16 @@ class Filesystem {
   // Writes out the file's dirty bytes, size and times into the store, durably.
   void flush_locked(std::uint64_t ino, OpenFile& file);
   void flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file);
+  static std::uint64_t allocated_after(std::uint64_t allocated, const PendingWrite& write);
+  static void store_written(Inode& inode, std::uint64_t size, std::uint64_t allocated,
+                            const std::optional<Timespec>& mtime,
+                            const std::optional<Timespec>& ctime);
+  // After a write-out has committed (io held exclusively).
+  void finish_flush(OpenFile& file);
   void flusher_loop();
+  // Writes out dirty files in batches: all of them, or those closed or dirty for an
+  // interval.
+  void write_out(bool everything);
   void flush_all();
 
   Store& store_;
