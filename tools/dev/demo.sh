@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds casfs, then walks through the object store in a temporary directory:
-# add the project's own sources twice (the second time everything dedups), pack
-# them into compressed pack files, verify, and read an object back.
+# Builds casfs, makes a store in a temporary directory and mounts it, then uses it
+# as a filesystem: copy the project's sources in twice (the second copy stores
+# nothing new), unmount, show what the store holds, remount and read it back.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$PWD
@@ -11,8 +11,16 @@ tools/dev/build.sh >/dev/null
 casfs=$root/build/tools/casfs
 
 work=$(mktemp -d /var/tmp/casfs-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
 store=$work/store
+mnt=$work/mnt
+mkdir "$mnt"
+cleanup() {
+  if mountpoint -q "$mnt"; then fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"; fi
+  # The daemon holds the store's lock until it has written everything out.
+  timeout 60 flock "$store/run/lock" true 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 bold='' plain=''
 if [[ -t 1 ]]; then
@@ -23,30 +31,27 @@ run() {
   step "$*"
   "$@"
 }
-
-mapfile -t sources < <(find store tools -type f \( -name '*.cc' -o -name '*.h' \) | sort)
+unmount() {
+  step "fusermount3 -u $mnt"
+  fusermount3 -u "$mnt"
+  timeout 60 flock "$store/run/lock" true
+}
 
 run "$casfs" --version
-run "$casfs" store init "$store"
-
-step "$casfs store add $store <${#sources[@]} source files>"
-"$casfs" store add "$store" "${sources[@]}" >"$work/added.txt" 2>"$work/added.err"
-head -5 "$work/added.txt"
-echo "… ($(wc -l <"$work/added.txt") lines, the same as sha256sum prints)"
-cat "$work/added.err"
-step "$casfs store add $store <the same ${#sources[@]} files again>   # nothing new is stored"
-"$casfs" store add "$store" "${sources[@]}" >/dev/null
+run "$casfs" mkfs "$store"
+run "$casfs" mount "$store" "$mnt"
+run cp -a store fs tools "$mnt/"
+step "mkdir $mnt/copy2 && cp -a store fs tools $mnt/copy2/   # a second copy: nothing new is stored"
+mkdir "$mnt/copy2" && cp -a store fs tools "$mnt/copy2/"
+run du -sh --apparent-size "$mnt"
+run df -h "$mnt"
+unmount
 run "$casfs" store status "$store"
-
-run "$casfs" store pack "$store"
-run "$casfs" store status "$store" --json
-run "$casfs" store verify "$store"
-
-first=${sources[0]}
-hash=$(sha256sum "$first" | cut -d' ' -f1)
-step "$casfs store cat $store $hash | cmp - $first"
-"$casfs" store cat "$store" "$hash" | cmp - "$first"
-echo "identical: $first came back byte for byte from the pack"
+run "$casfs" mount "$store" "$mnt"
+step "diff -r store $mnt/copy2/store && diff -r fs $mnt/fs"
+diff -r store "$mnt/copy2/store" && diff -r fs "$mnt/fs"
+echo "identical: the sources came back byte for byte after a remount"
+unmount
 
 echo
 echo "demo done (the store in $work is removed on exit)"
