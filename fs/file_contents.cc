@@ -37,8 +37,12 @@ auto reading(std::uint64_t ino, F&& f) -> decltype(f()) {
 
 }  // namespace
 
-void Filesystem::open(std::uint64_t ino) {
+void Filesystem::open(std::uint64_t ino, bool truncate) {
   auto file = file_of(ino);
+  if (truncate) {
+    std::unique_lock io(file->io);
+    truncate_locked(ino, *file, 0, now_timespec());
+  }
   std::lock_guard lock(live_mutex_);
   ++live_[ino].opens;
 }

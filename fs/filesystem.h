@@ -122,7 +122,8 @@ class Filesystem {
   void removexattr(std::uint64_t ino, std::string_view name);
 
   // --- file contents (file_contents.cc) -------------------------------------
-  void open(std::uint64_t ino);
+  // With `truncate` (O_TRUNC), the file is emptied as ftruncate(fd, 0) would.
+  void open(std::uint64_t ino, bool truncate);
   void release(std::uint64_t ino);
   std::size_t read(std::uint64_t ino, std::uint64_t offset, std::span<std::byte> out);
   void write(std::uint64_t ino, std::uint64_t offset, std::span<const std::byte> data);

@@ -134,6 +134,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_CACHE_SYMLINKS);
   // Locks stay in the kernel: casfs is the only server, so local locks are exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  // libfuse asks for this by default; without it the kernel clears set-user-ID and
+  // set-group-ID bits on writes and chown itself, through setattr, as ext4 does.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // With this (libfuse's default too) O_TRUNC arrives with open, not as a setattr.
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
   conn->max_write = 1 << 20;
   conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
   conn->time_gran = 1;
@@ -254,7 +259,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* 
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   handle(req, [&] {
-    fs_of(req).open(ino);
+    fs_of(req).open(ino, (fi->flags & O_TRUNC) != 0);
     // casfs is the only writer, so cached pages stay valid from one open to the next.
     fi->keep_cache = 1;
     if (fuse_reply_open(req, fi) != 0) fs_of(req).release(ino);
@@ -413,7 +418,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   handle(req, [&] {
     Filesystem& fs = fs_of(req);
     Inode inode = fs.make_node(parent, name, S_IFREG | (mode & 07777), 0, caller_of(req));
-    fs.open(inode.ino);
+    fs.open(inode.ino, false);
     fi->keep_cache = 1;
     fuse_entry_param e = to_entry(context_of(req), inode);
     if (fuse_reply_create(req, &e, fi) != 0) {
