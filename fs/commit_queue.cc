@@ -7,6 +7,10 @@
 
 namespace casfs {
 
+namespace {
+constexpr std::chrono::milliseconds kIdleCommit{200};
+}  // namespace
+
 CommitQueue::CommitQueue(LmdbEnv& env, std::chrono::milliseconds interval)
     : env_(env), interval_(interval), thread_([this] { loop(); }) {}
 
@@ -48,7 +52,10 @@ void CommitQueue::loop() {
     if (jobs_.empty()) {
       if (stopping_) break;
       if (txn_) {
-        const auto deadline = opened_at_ + interval_;
+        // Commit an interval after opening, or sooner once nothing has come for a
+        // while: a quiet filesystem should not hold LMDB's writer lock (the store's
+        // packer needs it) nor leave changes waiting.
+        const auto deadline = std::min(opened_at_ + interval_, last_job_at_ + kIdleCommit);
         if (wake_.wait_until(lock, deadline, [&] { return !jobs_.empty() || stopping_; })) continue;
         lock.unlock();
         std::exception_ptr ignored;  // nobody is waiting; the next commit will tell
@@ -62,6 +69,7 @@ void CommitQueue::loop() {
     std::deque<Job> batch;
     batch.swap(jobs_);
     lock.unlock();
+    last_job_at_ = std::chrono::steady_clock::now();
 
     std::vector<Job*> waiting_for_commit;
     bool commit_now = false;

@@ -1,6 +1,7 @@
 // Group commit for the filesystem's tables. Every change runs as a job on one
 // thread, inside one LMDB write transaction that stays open while jobs keep coming
-// and is committed (durably) once it is `interval` old, or at once when a job asks.
+// and is committed (durably) once it is `interval` old, when no job has come for a
+// fifth of a second, or at once when a job asks.
 // Many operations thus share one commit and one sync, as in a journal, and a crash
 // loses at most the last interval of changes that nobody asked to be durable.
 //
@@ -102,6 +103,7 @@ class CommitQueue {
   bool stopping_ = false;
   std::optional<LmdbTxn> txn_;  // the open write transaction; the queue thread's only
   std::chrono::steady_clock::time_point opened_at_;
+  std::chrono::steady_clock::time_point last_job_at_;
   std::thread thread_;
 };
 

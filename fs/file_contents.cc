@@ -105,7 +105,7 @@ void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t o
       file.size_changed = true;
     }
     file.dirty_bytes = after;
-    file.mtime = file.ctime = now;
+    if (options_.stamp_writes) file.mtime = file.ctime = now;
   }
   if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit) {
     flush_locked(ino, file);
@@ -132,7 +132,7 @@ void Filesystem::truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_
     file.size = size;
     file.size_changed = true;
     file.dirty_bytes = file.dirty.bytes();
-    file.mtime = file.ctime = now;
+    if (options_.stamp_writes) file.mtime = file.ctime = now;
   }
   // Stored bytes past the new end must go before the file can grow again over them.
   if (size < file.stored_size) flush_locked(ino, file);
@@ -341,7 +341,7 @@ void Filesystem::fallocate(std::uint64_t ino, int mode, std::uint64_t offset,
     if (!file->needs_flush()) file->dirty_since = std::chrono::steady_clock::now();
     file->size = std::max(file->size, end);
     file->size_changed = true;
-    file->ctime = now;
+    if (options_.stamp_writes) file->mtime = file->ctime = now;
   }
 }
 

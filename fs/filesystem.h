@@ -50,6 +50,11 @@ struct FsOptions {
   std::uint64_t dirty_file_limit = 64ull << 20;
   // All files together; past this each writer writes out its own file.
   std::uint64_t dirty_total_limit = 512ull << 20;
+  // Whether changes to a file's bytes (write, truncate, fallocate) set its mtime and
+  // ctime. Not under FUSE's writeback cache: there the kernel keeps a file's times
+  // and hands them over with setattr; a write reaching the daemon later (or a finer
+  // clock than the kernel's coarse one) must not stamp another time over them.
+  bool stamp_writes = true;
 };
 
 // Who asks: the owner of new files.

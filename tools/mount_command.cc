@@ -96,7 +96,9 @@ int serve(const MountRequest& request, const MountSettings& settings,
                          e.what() + ")");
     throw;
   }
-  Filesystem fs(*store, settings.fs);
+  FsOptions fs_options = settings.fs;
+  fs_options.stamp_writes = !settings.fuse.writeback_cache;
+  Filesystem fs(*store, fs_options);
   FuseContext context = settings.fuse;
   context.fs = &fs;
   FuseMount mount(context, request.mountpoint, settings.fuse_options);
