@@ -9,6 +9,8 @@ packages=(
   libfuse3-dev fuse3
   liburing-dev libzstd-dev liblmdb-dev libxxhash-dev libssl-dev
   libgtest-dev libcli11-dev nlohmann-json3-dev
+  # tests/cli and tests/integration: JSON, real-mount tools, locks, random data
+  python3 util-linux psmisc procps attr sqlite3 rsync git openssl
 )
 
 missing=()

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# POSIX behaviour that needs more than one user, device numbers, very large
+# directories or a daemon's life cycle: permissions under allow_other (enforced by
+# the kernel from the modes casfs stores), sticky and set-group-ID directories,
+# set-ID bits cleared on write, mknod, trusted./security. xattrs, a directory of
+# 100,000 entries listed while it changes, statfs, ro mounts, SIGTERM, and the
+# mount refusals (a store already mounted, a missing mountpoint, not a store).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_tools setpriv setfattr getfattr mknod stat df
+
+store=$WORK/store mnt=$WORK/mnt
+casfs_mkfs "$store" || bail "mkfs failed"
+casfs_mount "$store" "$mnt" -o allow_other,logfile="$WORK/daemon.log" || bail "mount failed"
+chmod 0755 "$WORK" # other users must be able to reach the mount
+as_user() { # as_user UID CMD...: CMD as that user, with no supplementary groups
+  local uid=$1
+  shift
+  setpriv --reuid="$uid" --regid="$uid" --clear-groups "$@"
+}
+nobody=65534 other=12345
+
+# --- permissions, as another user ----------------------------------------------
+echo secret >"$mnt/secret" && chmod 0600 "$mnt/secret"
+echo public >"$mnt/public" && chmod 0644 "$mnt/public"
+mkdir "$mnt/private" && echo x >"$mnt/private/f" && chmod 0700 "$mnt/private"
+check_fails "another user cannot read a 0600 file" as_user $nobody cat "$mnt/secret"
+check "another user reads a 0644 file" as_user $nobody cat "$mnt/public"
+check_fails "another user cannot write a 0644 file" as_user $nobody sh -c "echo x >>'$mnt/public'"
+check_fails "another user cannot list a 0700 directory" as_user $nobody ls "$mnt/private"
+check_fails "another user cannot create in a 0755 root-owned directory" as_user $nobody touch "$mnt/mine"
+check_fails "another user cannot chmod a file it does not own" as_user $nobody chmod 0777 "$mnt/public"
+check_fails "another user cannot chown a file to itself" as_user $nobody chown $nobody "$mnt/public"
+expect_eq "the 0600 file is unchanged" "secret" "$(cat "$mnt/secret")"
+
+# Sticky directory: anyone creates, only the owner removes.
+mkdir "$mnt/tmp" && chmod 1777 "$mnt/tmp"
+check "a user creates a file in a sticky directory" as_user $nobody sh -c "echo n >'$mnt/tmp/by-nobody'"
+expect_eq "the new file belongs to its creator" "$nobody:$nobody" "$(stat -c %u:%g "$mnt/tmp/by-nobody")"
+check_fails "another user cannot remove it from the sticky directory" as_user $other rm -f "$mnt/tmp/by-nobody"
+check "its owner can" as_user $nobody rm "$mnt/tmp/by-nobody"
+
+# Set-group-ID directory: the group and (for directories) the bit are inherited.
+mkdir "$mnt/sg" && chgrp 4242 "$mnt/sg" && chmod 2777 "$mnt/sg"
+as_user $nobody sh -c "touch '$mnt/sg/f' && mkdir '$mnt/sg/d'"
+expect_eq "a file in a set-group-ID directory gets its group" "4242" "$(stat -c %g "$mnt/sg/f")"
+expect_eq "a subdirectory inherits group and set-group-ID bit" "4242 2" \
+  "$(stat -c '%g %a' "$mnt/sg/d" | awk '{print $1, substr($2, 1, 1)}')"
+
+# Set-user-ID cleared when another user writes, as ext4 does.
+printf 'prog' >"$mnt/suid" && chmod 4777 "$mnt/suid"
+check "another user writes a world-writable set-user-ID file" as_user $nobody sh -c "echo more >>'$mnt/suid'"
+expect_eq "the write cleared set-user-ID" "777" "$(stat -c %a "$mnt/suid")"
+
+# --- special files and xattrs ----------------------------------------------------
+check "mknod of a character device" mknod "$mnt/null-like" c 1 3
+expect_eq "the device node keeps its type and numbers" "character special file 1 3" \
+  "$(stat -c '%F %t %T' "$mnt/null-like")"
+check "mknod of a fifo" mknod "$mnt/fifo" p
+check "a trusted. xattr" setfattr -n trusted.casfs -v hello "$mnt/public"
+check "a security. xattr" setfattr -n security.casfs -v 0x00ff00 "$mnt/public"
+expect_eq "trusted. reads back" '"hello"' "$(getfattr --absolute-names --only-values -n trusted.casfs "$mnt/public" | sed 's/.*/"&"/')"
+expect_eq "security. reads back" "0x00ff00" "$(getfattr --absolute-names -e hex -n security.casfs "$mnt/public" | sed -n 's/^security.casfs=//p')"
+check_fails "an xattr over 64 KiB is refused" setfattr -n user.big -v "0x$(head -c 70000 /dev/zero | od -An -tx1 -v | tr -d ' \n')" "$mnt/public"
+
+# --- a directory of 100,000 entries ------------------------------------------------
+check "100,000 files in one directory, listed while it changes" t python3 - "$mnt/big" <<'PY'
+import os, sys
+d = sys.argv[1]
+os.mkdir(d)
+n = 100_000
+for i in range(n):
+    os.close(os.open(f"{d}/f{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+names = os.listdir(d)
+assert len(names) == n, f"listdir found {len(names)} of {n}"
+assert os.stat(f"{d}/f077777").st_size == 0
+# Start a listing, change the directory under it, finish it: every entry that
+# existed throughout must appear exactly once, and nothing twice.
+seen = []
+with os.scandir(d) as it:
+    for k, entry in enumerate(it):
+        seen.append(entry.name)
+        if k == 1000:
+            for i in range(0, 10_000, 2):
+                os.unlink(f"{d}/f{i:06d}")
+            for i in range(5000):
+                os.close(os.open(f"{d}/g{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+assert len(seen) == len(set(seen)), "a listing repeated entries"
+stable = {f"f{i:06d}" for i in range(10_000, n)}
+missing = stable - set(seen)
+assert not missing, f"{len(missing)} entries that never changed were skipped"
+assert len(os.listdir(d)) == n, "the directory has the wrong size after the changes"
+print("ok")
+PY
+
+# --- statfs ----------------------------------------------------------------------
+read -r blocks avail files < <(stat -f -c '%b %a %c' "$mnt")
+check "statfs reports blocks, free blocks and inodes" test "$blocks" -gt 0 -a "$avail" -gt 0 -a "$files" -gt 100000
+
+# --- persistence of all that, and the life cycle --------------------------------
+casfs_unmount "$store" "$mnt"
+casfs_mount "$store" "$mnt" -o allow_other,logfile="$WORK/daemon.log" || bail "remount failed"
+expect_eq "after a remount: the device node" "character special file 1 3" "$(stat -c '%F %t %T' "$mnt/null-like")"
+expect_eq "after a remount: modes, owners, groups" "600 0:0|2777 0:4242|777 0:0" \
+  "$(stat -c '%a %u:%g' "$mnt/secret" "$mnt/sg" "$mnt/suid" | paste -sd'|')"
+expect_eq "after a remount: the big directory" "100000" "$(ls -f "$mnt/big" | grep -c '^[fg]')"
+check_fails "another user still cannot read the 0600 file" as_user $nobody cat "$mnt/secret"
+
+# Output to a file, not $(...): a daemon that did start would hold the pipe open.
+check_fails "a mountpoint that does not exist is refused" \
+  timeout 60 "$CASFS" mount "$store" "$WORK/elsewhere"
+expect_eq "with a message naming it" "1" "$(grep -c 'does not exist' "$LIB_OUT")"
+mkdir -p "$WORK/second"
+check_fails "a store that is mounted is refused" timeout 60 "$CASFS" mount "$store" "$WORK/second"
+expect_eq "with a message saying so" "1" "$(grep -c 'already mounted' "$LIB_OUT")"
+check_fails "and nothing is mounted there" mountpoint -q "$WORK/second"
+mkdir -p "$WORK/not-a-store"
+check_fails "a directory that is not a store is refused" "$CASFS" mount "$WORK/not-a-store" "$WORK/second"
+casfs_unmount "$store" "$mnt"
+
+casfs_mount "$store" "$mnt" -o ro || bail "ro mount failed"
+out=$(touch "$mnt/new" 2>&1)
+expect_eq "a read-only mount refuses writes" "1" "$(grep -c 'Read-only file system' <<<"$out")"
+expect_eq "and reads" "public" "$(cat "$mnt/public")"
+casfs_unmount "$store" "$mnt"
+
+# SIGTERM to a foreground daemon: it writes everything out, unmounts and exits 0.
+mkdir -p "$mnt"
+"$CASFS" mount "$store" "$mnt" -f >"$WORK/fg.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+head -c 3000000 /dev/urandom >"$WORK/blob"
+cp "$WORK/blob" "$mnt/blob"
+kill -TERM "$pid"
+timeout 60 tail --pid="$pid" -f /dev/null
+wait "$pid"
+expect_eq "SIGTERM: the daemon exits 0" "0" "$?"
+check_fails "SIGTERM: the mount is gone" mountpoint -q "$mnt"
+casfs_mount "$store" "$mnt" || bail "mount after SIGTERM failed"
+check "SIGTERM: what was written before it is there" cmp "$WORK/blob" "$mnt/blob"
+casfs_unmount "$store" "$mnt"
+finish
