@@ -85,10 +85,11 @@ std::size_t Filesystem::read(std::uint64_t ino, std::uint64_t offset, std::span<
 }
 
 void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t offset,
-                              std::span<const std::byte> data, Timespec now) {
+                              std::span<const std::byte> data, Timespec now, bool needs_space) {
   if (data.empty()) return;
   if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
     throw FsError(EFBIG, "write past the largest file size");
+  if (needs_space) reserve_space(data.size());
   const std::uint64_t before = file.dirty.bytes();
   file.dirty.write(offset, data);
   const std::uint64_t after = file.dirty.bytes();
@@ -117,7 +118,7 @@ void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t o
 void Filesystem::write(std::uint64_t ino, std::uint64_t offset, std::span<const std::byte> data) {
   auto file = file_of(ino);
   std::unique_lock io(file->io);
-  write_locked(ino, *file, offset, data, now_timespec());
+  write_locked(ino, *file, offset, data, now_timespec(), /*needs_space=*/true);
 }
 
 void Filesystem::truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_t size,
@@ -333,7 +334,8 @@ void Filesystem::fallocate(std::uint64_t ino, int mode, std::uint64_t offset,
     const std::uint64_t zero_end = keep_size ? std::min(end, size) : end;
     for (std::uint64_t pos = offset; pos < zero_end; pos += kZeroPiece) {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kZeroPiece, zero_end - pos));
-      write_locked(ino, *file, pos, std::span(zeros).first(n), now);
+      // Zeros take no room once written out (holes), so a full disk does not stop them.
+      write_locked(ino, *file, pos, std::span(zeros).first(n), now, /*needs_space=*/false);
     }
   }
   if (!keep_size && end > size) {

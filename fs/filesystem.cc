@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "fs/fs_error.h"
@@ -58,6 +59,26 @@ Filesystem::~Filesystem() {
     sync_all();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "casfs: writing out at unmount failed: %s\n", e.what());
+  }
+}
+
+void Filesystem::reserve_space(std::uint64_t bytes) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(space_mutex_);
+  if (now - space_checked_ > std::chrono::milliseconds(100)) {
+    struct statvfs backing;
+    if (::statvfs(store_.dir().c_str(), &backing) != 0) return;  // cannot tell: let it try
+    const std::uint64_t unit = backing.f_frsize ? backing.f_frsize : backing.f_bsize;
+    space_available_ = backing.f_bavail * unit;
+    // 2% of the filesystem, at least 4 MiB and at most 256 MiB.
+    space_reserve_ =
+        std::clamp<std::uint64_t>(backing.f_blocks * unit / 50, 4ull << 20, 256ull << 20);
+    space_checked_ = now;
+  }
+  const std::uint64_t needed = space_reserve_ + dirty_total_.load() + bytes;
+  if (space_available_ < needed) {
+    space_checked_ = {};  // look again next time: space may have been freed
+    throw FsError(ENOSPC, "the store's filesystem is full");
   }
 }
 
@@ -241,6 +262,7 @@ std::string Filesystem::readlink(std::uint64_t ino) {
 
 Inode Filesystem::make_node(std::uint64_t parent, std::string_view name, std::uint32_t mode,
                             std::uint64_t rdev, const Caller& caller) {
+  reserve_space(0);
   return queue_.write([&](LmdbTxn& txn) {
     std::uint32_t gid = caller.gid;
     // A set-group-ID directory hands its group down, and its bit to subdirectories.
@@ -259,6 +281,7 @@ Inode Filesystem::symlink(std::uint64_t parent, std::string_view name, std::stri
   if (target.empty()) throw FsError(ENOENT, "a symbolic link needs a target");
   if (target.size() > kMaxSymlinkLength)
     throw FsError(ENAMETOOLONG, "symbolic link target too long");
+  reserve_space(0);
   return queue_.write([&](LmdbTxn& txn) {
     std::uint32_t gid = caller.gid;
     if (auto dir = namespace_.get(txn, parent); dir && (dir->mode & S_ISGID)) gid = dir->gid;
@@ -293,9 +316,7 @@ void Filesystem::unlink(std::uint64_t parent, std::string_view name) {
 
 void Filesystem::rmdir(std::uint64_t parent, std::string_view name) {
   queue_.write([&](LmdbTxn& txn) {
-    auto entry = namespace_.lookup(txn, parent, name);
-    namespace_.rmdir(txn, parent, name, now_timespec());
-    if (entry) xattrs_.remove_all(txn, entry->ino);
+    after_last_name(txn, namespace_.rmdir(txn, parent, name, now_timespec()));
   });
 }
 

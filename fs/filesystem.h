@@ -175,6 +175,11 @@ class Filesystem {
   // Shows unflushed size and times on top of a stored inode.
   void overlay(Inode& inode);
   void count_lookup(std::uint64_t ino);
+  // Throws FsError(ENOSPC) unless the store's filesystem has room for `bytes` more
+  // besides the dirty bytes not yet written out and a reserve kept for LMDB, whose
+  // commits must never fail for lack of space (a failed commit loses every change
+  // made since the last one).
+  void reserve_space(std::uint64_t bytes);
   // After a change that may have left `ino` with no names: orphans it if the kernel
   // still refers to it, frees it otherwise. Runs on the commit queue.
   void after_last_name(LmdbTxn& txn, std::uint64_t ino);
@@ -187,7 +192,7 @@ class Filesystem {
 
   // The next three need file.io held exclusively by the caller.
   void write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t offset,
-                    std::span<const std::byte> data, Timespec now);
+                    std::span<const std::byte> data, Timespec now, bool needs_space);
   void truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_t size, Timespec now);
   // Writes out the file's dirty bytes, size and times into the store, durably.
   void flush_locked(std::uint64_t ino, OpenFile& file);
@@ -215,6 +220,11 @@ class Filesystem {
   std::mutex live_mutex_;  // never held while waiting on the commit queue
   std::unordered_map<std::uint64_t, LiveInode> live_;
   std::atomic<std::uint64_t> dirty_total_{0};
+
+  std::mutex space_mutex_;
+  std::chrono::steady_clock::time_point space_checked_{};
+  std::uint64_t space_available_ = 0;  // bytes, as of space_checked_
+  std::uint64_t space_reserve_ = 0;
 
   std::mutex flusher_mutex_;
   std::condition_variable flusher_wake_;

@@ -141,6 +141,8 @@ Inode Namespace::must_get(const LmdbTxn& txn, std::uint64_t ino) const {
 Inode Namespace::must_get_dir(const LmdbTxn& txn, std::uint64_t ino) const {
   Inode dir = must_get(txn, ino);
   if (!dir.is_dir()) throw FsError(ENOTDIR, "inode " + std::to_string(ino) + " is not a directory");
+  // A removed directory still open somewhere: nothing is found in it or added to it.
+  if (dir.nlink == 0) throw FsError(ENOENT, "directory " + std::to_string(ino) + " was removed");
   return dir;
 }
 
@@ -291,7 +293,8 @@ UnlinkResult Namespace::unlink(LmdbTxn& txn, std::uint64_t parent, std::string_v
   return UnlinkResult{inode.ino, inode.nlink};
 }
 
-void Namespace::rmdir(LmdbTxn& txn, std::uint64_t parent, std::string_view name, Timespec now) {
+std::uint64_t Namespace::rmdir(LmdbTxn& txn, std::uint64_t parent, std::string_view name,
+                               Timespec now) {
   Inode dir = must_get_dir(txn, parent);
   check_name(name);
   if (name == ".") throw FsError(EINVAL, "cannot remove \".\"");
@@ -306,7 +309,10 @@ void Namespace::rmdir(LmdbTxn& txn, std::uint64_t parent, std::string_view name,
   --dir.nlink;  // the removed directory's ".."
   touch_dir(dir, now);
   put(txn, dir);
-  free_inode(txn, victim.ino);
+  victim.nlink = 0;
+  victim.ctime = now;
+  put(txn, victim);
+  return victim.ino;
 }
 
 RenameResult Namespace::rename(LmdbTxn& txn, std::uint64_t old_parent, std::string_view old_name,
@@ -383,7 +389,11 @@ RenameResult Namespace::rename(LmdbTxn& txn, std::uint64_t old_parent, std::stri
       remove_entry(txn, new_parent, new_name, *dst);
       if (dst_is_dir) {
         --new_dir.nlink;  // the replaced directory's ".."
-        free_inode(txn, dst->ino);
+        dst_inode->nlink = 0;
+        dst_inode->ctime = now;
+        put(txn, *dst_inode);
+        result.replaced_ino = dst->ino;
+        result.replaced_nlink = 0;
       } else {
         --dst_inode->nlink;
         dst_inode->ctime = now;
@@ -414,7 +424,10 @@ RenameResult Namespace::rename(LmdbTxn& txn, std::uint64_t old_parent, std::stri
 void Namespace::readdir(
     const LmdbTxn& txn, std::uint64_t dir, std::uint64_t cookie,
     const std::function<bool(const DirEntryView& entry, std::uint64_t next_cookie)>& emit) const {
-  Inode inode = must_get_dir(txn, dir);
+  Inode inode = must_get(txn, dir);
+  if (!inode.is_dir())
+    throw FsError(ENOTDIR, "inode " + std::to_string(dir) + " is not a directory");
+  if (inode.nlink == 0) return;  // removed while open: empty, not even "." and "..", as on ext4
   if (cookie == 0 && !emit(DirEntryView{inode.ino, d_type_of(S_IFDIR), "."}, 1)) return;
   if (cookie <= 1 && !emit(DirEntryView{inode.parent, d_type_of(S_IFDIR), ".."}, 2)) return;
   std::uint64_t first_slot = cookie <= 2 ? 0 : cookie - 2;  // the slot after cookie - 3

@@ -51,8 +51,8 @@ struct UnlinkResult {
 };
 
 struct RenameResult {
-  // A non-directory that lost a name because it was renamed over, and its nlink now;
-  // at 0 the caller orphans or frees it. A replaced (empty) directory is freed here.
+  // The inode that lost a name because it was renamed over, and its nlink now; at 0
+  // the caller orphans or frees it (a replaced empty directory is always at 0).
   std::optional<std::uint64_t> replaced_ino;
   std::uint64_t replaced_nlink = 0;
 };
@@ -89,9 +89,10 @@ class Namespace {
   // it alive, so the caller decides when to free it (add_orphan / free_inode).
   UnlinkResult unlink(LmdbTxn& txn, std::uint64_t parent, std::string_view name, Timespec now);
 
-  // Removes an empty directory and frees its inode: a directory has no data that an
-  // open handle could still need.
-  void rmdir(LmdbTxn& txn, std::uint64_t parent, std::string_view name, Timespec now);
+  // Removes an empty directory's name and returns its inode, which stays with nlink 0
+  // (an open handle can still stat it) for the caller to orphan or free. Nothing can
+  // be looked up in it or added to it any more, and it lists as empty.
+  std::uint64_t rmdir(LmdbTxn& txn, std::uint64_t parent, std::string_view name, Timespec now);
 
   // renameat2 with flags 0, kRenameNoReplace or kRenameExchange.
   RenameResult rename(LmdbTxn& txn, std::uint64_t old_parent, std::string_view old_name,

@@ -425,6 +425,8 @@ lib_on_exit() {
     ((rc == 0)) && fail "the test unmounted everything it mounted" "$(cat "$LIB_MOUNTS")"
     lib_teardown
   fi
+  # A test that mounts something of its own (a tmpfs, ...) undoes it here.
+  if declare -F lib_extra_teardown >/dev/null; then lib_extra_teardown; fi
   if awk -v w="$WORK/" 'index($5, w) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
     echo "$LIB_NAME: leaving $WORK behind: something is still mounted under it" >&2
   else

@@ -263,7 +263,8 @@ TEST_F(NamespaceTest, InodeNumbersAreNeverReused) {
   ns_->unlink(txn, kRootIno, "a", at(11));
   ns_->free_inode(txn, a.ino);
   Inode d = mkdir(txn, kRootIno, "d");
-  ns_->rmdir(txn, kRootIno, "d", at(12));
+  EXPECT_EQ(ns_->rmdir(txn, kRootIno, "d", at(12)), d.ino);
+  ns_->free_inode(txn, d.ino);
   EXPECT_FALSE(ns_->get(txn, a.ino));
   EXPECT_FALSE(ns_->get(txn, d.ino));
   EXPECT_EQ(mkfile(txn, kRootIno, "a").ino, d.ino + 1);
@@ -362,8 +363,16 @@ TEST_F(NamespaceTest, RmdirRemovesOnlyEmptyDirectories) {
   EXPECT_EQ(error_of([&] { ns_->rmdir(txn, 999, "x", at(20)); }), ENOENT);
   Inode e = mkdir(txn, d.ino, "e");
   EXPECT_EQ(inode(txn, d.ino).nlink, 4u);
-  ns_->rmdir(txn, d.ino, "e", at(25));
-  EXPECT_FALSE(ns_->get(txn, e.ino));  // the directory inode is freed at once
+  EXPECT_EQ(ns_->rmdir(txn, d.ino, "e", at(25)), e.ino);
+  // Kept with no links for the caller to orphan or free, and closed to new entries.
+  EXPECT_EQ(inode(txn, e.ino).nlink, 0u);
+  EXPECT_EQ(error_of([&] { mkfile(txn, e.ino, "late"); }), ENOENT);
+  EXPECT_EQ(error_of([&] { ns_->lookup(txn, e.ino, "x"); }), ENOENT);
+  int listed = 0;
+  ns_->readdir(txn, e.ino, 0, [&](const DirEntryView&, std::uint64_t) { return ++listed, true; });
+  EXPECT_EQ(listed, 0);
+  ns_->free_inode(txn, e.ino);
+  EXPECT_FALSE(ns_->get(txn, e.ino));
   EXPECT_FALSE(ns_->lookup(txn, d.ino, "e"));
   Inode now = inode(txn, d.ino);
   EXPECT_EQ(now.nlink, 3u);
@@ -455,10 +464,13 @@ TEST_F(NamespaceTest, RenameMovesDirectoriesAndKeepsNlinksAndParents) {
   EXPECT_EQ(inode(txn, b.ino).nlink, 3u);
   EXPECT_EQ(inode(txn, d.ino).parent, b.ino);
 
-  // Over an empty directory: it is freed, the parent's count stays right.
+  // Over an empty directory: it is left with no links for the caller to orphan or
+  // free, and the parent's count stays right.
   Inode empty = mkdir(txn, a.ino, "empty");
-  ns_->rename(txn, b.ino, "e", a.ino, "empty", 0, at(52));
-  EXPECT_FALSE(ns_->get(txn, empty.ino));
+  RenameResult r = ns_->rename(txn, b.ino, "e", a.ino, "empty", 0, at(52));
+  EXPECT_EQ(r.replaced_ino, empty.ino);
+  EXPECT_EQ(r.replaced_nlink, 0u);
+  EXPECT_EQ(inode(txn, empty.ino).nlink, 0u);
   EXPECT_EQ(ino_of(txn, a.ino, "empty"), d.ino);
   EXPECT_EQ(inode(txn, a.ino).nlink, 3u);
   EXPECT_EQ(inode(txn, b.ino).nlink, 2u);
@@ -847,7 +859,8 @@ class Model {
       if (!src_dir && dst_dir) return EISDIR;
       if (dst_dir && !nodes.at(*dst).entries.empty()) return ENOTEMPTY;
       if (dst_dir) {
-        nodes.erase(*dst);
+        nodes.erase(*dst);  // gone from the model; the test frees the inode
+        replaced = *dst;
       } else {
         --nodes[*dst].nlink;
         replaced = *dst;
@@ -992,6 +1005,7 @@ TEST_F(NamespaceTest, RandomOperationsMatchAnInMemoryModel) {
                                                        : 0;
       got = error_of([&] { ns_->rmdir(*txn, dir, name, now); });
       if (want == 0 && got == 0) {
+        ns_->free_inode(*txn, *child);
         model.nodes.erase(*child);
         model.nodes[dir].entries.erase(name);
       }
@@ -1009,7 +1023,10 @@ TEST_F(NamespaceTest, RandomOperationsMatchAnInMemoryModel) {
         model = before;
       } else {
         EXPECT_EQ(r.replaced_ino, replaced) << "step " << step;
-        if (replaced) {
+        if (replaced && !model.nodes.contains(*replaced)) {  // a replaced directory
+          EXPECT_EQ(r.replaced_nlink, 0u);
+          ns_->free_inode(*txn, *replaced);
+        } else if (replaced) {
           EXPECT_EQ(r.replaced_nlink, model.nodes.at(*replaced).nlink);
           lost_a_link(*txn, *replaced);
         }
