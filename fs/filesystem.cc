@@ -65,21 +65,24 @@ Filesystem::~Filesystem() {
 void Filesystem::reserve_space(std::uint64_t bytes) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(space_mutex_);
-  if (now - space_checked_ > std::chrono::milliseconds(100)) {
+  auto refresh = [&] {
     struct statvfs backing;
-    if (::statvfs(store_.dir().c_str(), &backing) != 0) return;  // cannot tell: let it try
+    if (::statvfs(store_.dir().c_str(), &backing) != 0) return false;
     const std::uint64_t unit = backing.f_frsize ? backing.f_frsize : backing.f_bsize;
     space_available_ = backing.f_bavail * unit;
     // 2% of the filesystem, at least 4 MiB and at most 256 MiB.
     space_reserve_ =
         std::clamp<std::uint64_t>(backing.f_blocks * unit / 50, 4ull << 20, 256ull << 20);
     space_checked_ = now;
-  }
-  const std::uint64_t needed = space_reserve_ + dirty_total_.load() + bytes;
-  if (space_available_ < needed) {
-    space_checked_ = {};  // look again next time: space may have been freed
-    throw FsError(ENOSPC, "the store's filesystem is full");
-  }
+    return true;
+  };
+  // A recent answer will do while there is room; a refusal is always checked afresh,
+  // since space may just have been freed.
+  if (now - space_checked_ > std::chrono::milliseconds(100) && !refresh()) return;
+  auto enough = [&] { return space_available_ >= space_reserve_ + dirty_total_.load() + bytes; };
+  if (enough()) return;
+  if (space_checked_ != now && refresh() && enough()) return;
+  throw FsError(ENOSPC, "the store's filesystem is full");
 }
 
 // --- the live-inode table ---------------------------------------------------
