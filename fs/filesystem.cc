@@ -3,12 +3,14 @@
 #include "fs/filesystem.h"
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
 
 #include "fs/fs_error.h"
+#include "fs/posix_acl.h"
 
 namespace casfs {
 
@@ -235,7 +237,16 @@ Inode Filesystem::setattr(std::uint64_t ino, const AttrChanges& changes) {
     queue_.write([&](LmdbTxn& txn) {
       auto inode = namespace_.get(txn, ino);
       if (!inode) throw no_inode(ino);
-      if (changes.mode) inode->mode = (inode->mode & S_IFMT) | (*changes.mode & 07777);
+      if (changes.mode) {
+        inode->mode = (inode->mode & S_IFMT) | (*changes.mode & 07777);
+        // chmod moves the ACL's owner, group-class and other entries along.
+        if (posix_acls_)
+          if (auto bytes = xattrs_.get(txn, ino, kAclAccess)) {
+            PosixAcl acl = PosixAcl::decode(*bytes);
+            acl.set_mode_bits(inode->mode);
+            xattrs_.set(txn, ino, kAclAccess, acl.encode(), 0);
+          }
+      }
       if (changes.uid) inode->uid = *changes.uid;
       if (changes.gid) inode->gid = *changes.gid;
       if (changes.atime) inode->atime = *changes.atime;
@@ -273,7 +284,21 @@ Inode Filesystem::make_node(std::uint64_t parent, std::string_view name, std::ui
       gid = dir->gid;
       if (S_ISDIR(mode)) mode |= S_ISGID;
     }
+    // With ACLs on, a directory's default ACL takes the umask's place (as on ext4).
+    std::optional<std::vector<std::byte>> access_acl, default_acl;
+    if (posix_acls_) {
+      if (auto inherited = xattrs_.get(txn, parent, kAclDefault)) {
+        PosixAcl acl = PosixAcl::decode(*inherited);
+        mode = acl.mask_for_create(mode);
+        if (!acl.equivalent_to_mode()) access_acl = acl.encode();
+        if (S_ISDIR(mode)) default_acl = std::move(inherited);
+      } else {
+        mode &= ~(caller.umask & 0777);
+      }
+    }
     Inode inode = namespace_.create(txn, parent, name, mode, caller.uid, gid, rdev, now_timespec());
+    if (access_acl) xattrs_.set(txn, inode.ino, kAclAccess, *access_acl, 0);
+    if (default_acl) xattrs_.set(txn, inode.ino, kAclDefault, *default_acl, 0);
     count_lookup(inode.ino);
     return inode;
   });
@@ -374,29 +399,40 @@ FsStat Filesystem::statfs() {
 
 // --- extended attributes ----------------------------------------------------
 
-namespace {
-void check_xattr_namespace(std::string_view name) {
-  // POSIX ACLs are interpreted by the kernel (which keeps them off a filesystem
-  // that does not enable them); other system. names mean nothing here, as on ext4.
-  if (name.starts_with("system."))
+void Filesystem::check_xattr_name(std::string_view name) const {
+  // Of system. names only the POSIX ACLs mean something, and only once the kernel
+  // enforces them; the others are refused, as on ext4.
+  if (name.starts_with("system.") && !(posix_acls_ && (name == kAclAccess || name == kAclDefault)))
     throw FsError(EOPNOTSUPP, "extended attribute " + std::string(name) + " is not supported");
 }
-}  // namespace
 
 void Filesystem::setxattr(std::uint64_t ino, std::string_view name,
                           std::span<const std::byte> value, int flags) {
-  check_xattr_namespace(name);
+  check_xattr_name(name);
   queue_.write([&](LmdbTxn& txn) {
     auto inode = namespace_.get(txn, ino);
     if (!inode) throw no_inode(ino);
-    xattrs_.set(txn, ino, name, value, flags);
+    if (name == kAclAccess) {
+      // setfacl: the mode follows the ACL, and an ACL that says no more than a mode
+      // is not kept at all (as ext4 does).
+      PosixAcl acl = PosixAcl::decode(value);
+      inode->mode = (inode->mode & ~0777u) | acl.mode_bits();
+      if (acl.equivalent_to_mode()) {
+        if (xattrs_.get(txn, ino, name)) xattrs_.remove(txn, ino, name);
+      } else {
+        xattrs_.set(txn, ino, name, acl.encode(), flags);
+      }
+    } else {
+      if (name == kAclDefault) PosixAcl::decode(value);  // refuse what is not an ACL
+      xattrs_.set(txn, ino, name, value, flags);
+    }
     inode->ctime = now_timespec();
     namespace_.put(txn, *inode);
   });
 }
 
 std::vector<std::byte> Filesystem::getxattr(std::uint64_t ino, std::string_view name) {
-  check_xattr_namespace(name);
+  check_xattr_name(name);
   return queue_.read([&](const LmdbTxn& txn) {
     auto value = xattrs_.get(txn, ino, name);
     if (!value) throw FsError(ENODATA, "no extended attribute " + std::string(name));
@@ -409,7 +445,7 @@ std::string Filesystem::listxattr(std::uint64_t ino) {
 }
 
 void Filesystem::removexattr(std::uint64_t ino, std::string_view name) {
-  check_xattr_namespace(name);
+  check_xattr_name(name);
   queue_.write([&](LmdbTxn& txn) {
     auto inode = namespace_.get(txn, ino);
     if (!inode) throw no_inode(ino);

@@ -61,6 +61,7 @@ struct FsOptions {
 struct Caller {
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
+  std::uint32_t umask = 0;  // applied here only once POSIX ACLs are on (see enable_posix_acls)
 };
 
 // setattr(2)'s changes; times already resolved (UTIME_NOW is the caller's clock).
@@ -96,6 +97,12 @@ class Filesystem {
   ~Filesystem();
   Filesystem(const Filesystem&) = delete;
   Filesystem& operator=(const Filesystem&) = delete;
+
+  // Turns on POSIX ACLs (system.posix_acl_access and _default): from then on the
+  // caller's umask is applied here, unless a default ACL is inherited instead, and
+  // modes and ACLs are kept in step. The FUSE layer calls this when the kernel
+  // agrees to enforce ACLs; it must come before any request.
+  void enable_posix_acls() { posix_acls_ = true; }
 
   // --- inodes and names -----------------------------------------------------
   Inode getattr(std::uint64_t ino);
@@ -175,6 +182,8 @@ class Filesystem {
   // Shows unflushed size and times on top of a stored inode.
   void overlay(Inode& inode);
   void count_lookup(std::uint64_t ino);
+  // Which extended attribute names may be used (throws FsError(EOPNOTSUPP)).
+  void check_xattr_name(std::string_view name) const;
   // Throws FsError(ENOSPC) unless the store's filesystem has room for `bytes` more
   // besides the dirty bytes not yet written out and a reserve kept for LMDB, whose
   // commits must never fail for lack of space (a failed commit loses every change
@@ -220,6 +229,7 @@ class Filesystem {
   std::mutex live_mutex_;  // never held while waiting on the commit queue
   std::unordered_map<std::uint64_t, LiveInode> live_;
   std::atomic<std::uint64_t> dirty_total_{0};
+  std::atomic<bool> posix_acls_{false};
 
   std::mutex space_mutex_;
   std::chrono::steady_clock::time_point space_checked_{};

@@ -110,7 +110,8 @@ fuse_entry_param to_entry(const FuseContext& ctx, const Inode& n) {
 
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{static_cast<std::uint32_t>(ctx->uid), static_cast<std::uint32_t>(ctx->gid)};
+  return Caller{static_cast<std::uint32_t>(ctx->uid), static_cast<std::uint32_t>(ctx->gid),
+                static_cast<std::uint32_t>(ctx->umask)};
 }
 
 void reply_entry(fuse_req_t req, const Inode& inode) {
@@ -139,6 +140,12 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   // With this (libfuse's default too) O_TRUNC arrives with open, not as a setattr.
   want(FUSE_CAP_ATOMIC_O_TRUNC);
+  // POSIX ACLs: the kernel enforces them and leaves the umask to us, so that a
+  // directory's default ACL can take its place for what is created in it.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+    ctx->fs->enable_posix_acls();
+  }
   conn->max_write = 1 << 20;
   conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
   conn->time_gran = 1;

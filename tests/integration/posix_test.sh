@@ -2,11 +2,13 @@
 # POSIX behaviour that needs more than one user, device numbers, very large
 # directories or a daemon's life cycle: permissions under allow_other (enforced by
 # the kernel from the modes casfs stores), sticky and set-group-ID directories,
-# set-ID bits cleared on write, mknod, trusted./security. xattrs, a directory of
+# set-ID bits cleared on write, POSIX ACLs (enforced, kept in step with modes,
+# inherited from default ACLs, the umask applied otherwise), mknod, trusted./security.
+# xattrs, a directory of
 # 100,000 entries listed while it changes, statfs, ro mounts, SIGTERM, and the
 # mount refusals (a store already mounted, a missing mountpoint, not a store).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-require_tools setpriv setfattr getfattr mknod stat df
+require_tools setpriv setfattr getfattr setfacl getfacl mknod stat df
 
 store=$WORK/store mnt=$WORK/mnt
 casfs_mkfs "$store" || bail "mkfs failed"
@@ -50,6 +52,28 @@ expect_eq "a subdirectory inherits group and set-group-ID bit" "4242 2" \
 printf 'prog' >"$mnt/suid" && chmod 4777 "$mnt/suid"
 check "another user writes a world-writable set-user-ID file" as_user $nobody sh -c "echo more >>'$mnt/suid'"
 expect_eq "the write cleared set-user-ID" "777" "$(stat -c %a "$mnt/suid")"
+
+# --- POSIX ACLs and the umask ----------------------------------------------------
+(umask 027 && touch "$mnt/masked" && mkdir "$mnt/masked-dir")
+expect_eq "the umask applies to new files and directories" "640 750" \
+  "$(stat -c %a "$mnt/masked" "$mnt/masked-dir" | paste -sd' ')"
+echo acl >"$mnt/acl-file" && chmod 0600 "$mnt/acl-file"
+check_fails "before setfacl another user cannot read a 0600 file" as_user $nobody cat "$mnt/acl-file"
+check "setfacl grants one user read access" setfacl -m u:$nobody:r "$mnt/acl-file"
+check "that user now reads it" as_user $nobody cat "$mnt/acl-file"
+check_fails "another user still cannot" as_user $other cat "$mnt/acl-file"
+expect_eq "the mode's group bits show the ACL mask" "640" "$(stat -c %a "$mnt/acl-file")"
+chmod 0600 "$mnt/acl-file"
+expect_eq "chmod moves the mask" "mask::---" "$(getfacl -c "$mnt/acl-file" 2>/dev/null | grep '^mask')"
+check_fails "and with it the granted access" as_user $nobody cat "$mnt/acl-file"
+mkdir "$mnt/inherit" && setfacl -d -m u:$nobody:rwx "$mnt/inherit"
+(umask 077 && echo x >"$mnt/inherit/f" && mkdir "$mnt/inherit/sub")
+expect_eq "a default ACL replaces the umask for new files" "664" "$(stat -c %a "$mnt/inherit/f")"
+expect_eq "and is inherited as their access ACL" "user:nobody:rwx	#effective:rw-" \
+  "$(getfacl -c "$mnt/inherit/f" 2>/dev/null | grep '^user:nobody')"
+expect_eq "subdirectories inherit the default ACL itself" "default:user:nobody:rwx" \
+  "$(getfacl -c "$mnt/inherit/sub" 2>/dev/null | grep '^default:user:nobody')"
+getfacl -cR "$mnt/acl-file" "$mnt/inherit" >"$WORK/acls.before" 2>/dev/null
 
 # --- special files and xattrs ----------------------------------------------------
 check "mknod of a character device" mknod "$mnt/null-like" c 1 3
@@ -104,6 +128,8 @@ expect_eq "after a remount: modes, owners, groups" "600 0:0|2777 0:4242|777 0:0"
   "$(stat -c '%a %u:%g' "$mnt/secret" "$mnt/sg" "$mnt/suid" | paste -sd'|')"
 expect_eq "after a remount: the big directory" "100000" "$(ls -f "$mnt/big" | grep -c '^[fg]')"
 check_fails "another user still cannot read the 0600 file" as_user $nobody cat "$mnt/secret"
+getfacl -cR "$mnt/acl-file" "$mnt/inherit" >"$WORK/acls.after" 2>/dev/null
+expect_same "after a remount: POSIX ACLs" "$WORK/acls.before" "$WORK/acls.after"
 
 # Output to a file, not $(...): a daemon that did start would hold the pipe open.
 check_fails "a mountpoint that does not exist is refused" \

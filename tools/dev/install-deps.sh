@@ -10,7 +10,7 @@ packages=(
   liburing-dev libzstd-dev liblmdb-dev libxxhash-dev libssl-dev
   libgtest-dev libcli11-dev nlohmann-json3-dev
   # tests/cli and tests/integration: JSON, real-mount tools, locks, random data
-  python3 util-linux psmisc procps attr sqlite3 rsync git openssl
+  python3 util-linux psmisc procps attr acl sqlite3 rsync git openssl
 )
 
 missing=()
