@@ -44,7 +44,15 @@ Filesystem::Filesystem(Store& store, const FsOptions& options)
       [&](LmdbTxn& txn) {
         namespace_.format(txn, 0755, ::getuid(), ::getgid(), now_timespec());
         // Files unlinked while open when the last mount ended without a clean stop.
-        for (std::uint64_t ino : namespace_.orphans(txn)) free_inode(txn, ino);
+        // A record naming an inode that is gone, or has a name again, is stale.
+        for (std::uint64_t ino : namespace_.orphans(txn)) {
+          auto inode = namespace_.get(txn, ino);
+          if (!inode || inode->nlink > 0) {
+            namespace_.remove_orphan(txn, ino);
+          } else {
+            free_inode(txn, ino);
+          }
+        }
       },
       Durability::kNow);
   flusher_ = std::thread([this] { flusher_loop(); });
