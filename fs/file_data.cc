@@ -425,4 +425,42 @@ void FileData::release_all(LmdbTxn& txn, std::uint64_t ino) {
   });
 }
 
+// --- for fsck ---------------------------------------------------------------
+
+void FileData::for_each(const LmdbTxn& txn,
+                        const std::function<void(std::uint64_t ino, std::uint64_t offset,
+                                                 const Extent* extent)>& visit) const {
+  LmdbCursor cursor(txn, extents_);
+  for (bool ok = cursor.first(); ok; ok = cursor.next()) {
+    Bytes key = cursor.key();
+    if (key.size() != kKeySize) throw FsError(EIO, "extents table has a malformed key");
+    const std::uint64_t ino = get_be64(key.data());
+    const std::uint64_t offset = get_be64(key.data() + 8);
+    if (cursor.value().size() != kValueSize) {
+      visit(ino, offset, nullptr);
+      continue;
+    }
+    auto extent = decode(ino, key, cursor.value());
+    visit(ino, offset, &*extent);
+  }
+}
+
+void FileData::drop(LmdbTxn& txn, std::uint64_t ino, std::uint64_t offset) {
+  txn.del(extents_, extent_key(ino, offset));
+}
+
+void FileData::drop_all(LmdbTxn& txn, std::uint64_t ino) {
+  std::vector<std::uint64_t> offsets;
+  {
+    LmdbCursor cursor(txn, extents_);
+    auto start = extent_key(ino, 0);
+    for (bool ok = cursor.seek(start); ok; ok = cursor.next()) {
+      Bytes key = cursor.key();
+      if (key.size() != kKeySize || get_be64(key.data()) != ino) break;
+      offsets.push_back(get_be64(key.data() + 8));
+    }
+  }
+  for (std::uint64_t offset : offsets) drop(txn, ino, offset);
+}
+
 }  // namespace casfs

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -125,6 +126,19 @@ class FileData {
 
   // Deletes every extent of `ino` and releases their references (freeing an inode).
   void release_all(LmdbTxn& txn, std::uint64_t ino);
+
+  // --- for fsck ---------------------------------------------------------------
+  // Raw access to the extents table: fsck reads it whole and sets every refcount
+  // from it afterwards, so these touch no references.
+
+  // Every extent of every file in (ino, offset) order; `extent` is null when the
+  // record's value is malformed (its ino and offset still come from the key).
+  void for_each(const LmdbTxn& txn,
+                const std::function<void(std::uint64_t ino, std::uint64_t offset,
+                                         const Extent* extent)>& visit) const;
+  // Deletes one extent record, or every one of `ino`, keeping refcounts as they are.
+  void drop(LmdbTxn& txn, std::uint64_t ino, std::uint64_t offset);
+  void drop_all(LmdbTxn& txn, std::uint64_t ino);
 
  private:
   // The extent with the greatest offset <= pos, if any.

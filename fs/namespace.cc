@@ -479,4 +479,101 @@ std::uint64_t Namespace::inode_count(const LmdbTxn& txn) const {
   return stat.ms_entries;
 }
 
+// --- for fsck ---------------------------------------------------------------
+
+void Namespace::for_each_inode(
+    const LmdbTxn& txn,
+    const std::function<void(std::uint64_t ino, const Inode* inode)>& visit) const {
+  LmdbCursor cursor(txn, inodes_);
+  for (bool ok = cursor.first(); ok; ok = cursor.next()) {
+    if (cursor.key().size() != 8) throw FsError(EIO, "inode table has a malformed key");
+    const std::uint64_t ino = get_be64(cursor.key().data());
+    std::optional<Inode> inode;
+    try {
+      inode = Inode::decode(cursor.value());
+    } catch (const FsError&) {
+      // Reported to the visitor as a record that does not decode.
+    }
+    visit(ino, inode ? &*inode : nullptr);
+  }
+}
+
+void Namespace::for_each_dirent(
+    const LmdbTxn& txn,
+    const std::function<void(std::uint64_t parent, std::string_view name, const DirEntry* entry)>&
+        visit) const {
+  LmdbCursor cursor(txn, dirents_);
+  for (bool ok = cursor.first(); ok; ok = cursor.next()) {
+    Bytes key = cursor.key();
+    if (key.size() < 8) throw FsError(EIO, "directory entry table has a malformed key");
+    std::string_view name(reinterpret_cast<const char*>(key.data()) + 8, key.size() - 8);
+    Bytes v = cursor.value();
+    if (v.size() != kDirentValueSize) {
+      visit(get_be64(key.data()), name, nullptr);
+      continue;
+    }
+    DirEntry entry{get_le<std::uint64_t>(v.data()), static_cast<std::uint8_t>(v[8]),
+                   get_le<std::uint64_t>(v.data() + 9)};
+    visit(get_be64(key.data()), name, &entry);
+  }
+}
+
+void Namespace::for_each_dirslot(
+    const LmdbTxn& txn,
+    const std::function<void(std::uint64_t parent, std::uint64_t slot, const DirEntryView* entry)>&
+        visit) const {
+  LmdbCursor cursor(txn, dirslots_);
+  for (bool ok = cursor.first(); ok; ok = cursor.next()) {
+    Bytes key = cursor.key();
+    if (key.size() != 16) throw FsError(EIO, "directory slot table has a malformed key");
+    const std::uint64_t parent = get_be64(key.data());
+    const std::uint64_t slot = get_be64(key.data() + 8);
+    Bytes v = cursor.value();
+    if (v.size() < kSlotValueHeader) {
+      visit(parent, slot, nullptr);
+      continue;
+    }
+    DirEntryView entry{get_le<std::uint64_t>(v.data()), static_cast<std::uint8_t>(v[8]),
+                       std::string_view(reinterpret_cast<const char*>(v.data()) + kSlotValueHeader,
+                                        v.size() - kSlotValueHeader)};
+    visit(parent, slot, &entry);
+  }
+}
+
+std::optional<std::uint32_t> Namespace::format_version(const LmdbTxn& txn) const {
+  auto v = txn.get(meta_, as_bytes("format_version"));
+  if (!v) return std::nullopt;
+  return v->size() == 4 ? get_le<std::uint32_t>(v->data()) : 0;  // 0: malformed, unknown
+}
+
+std::optional<std::uint64_t> Namespace::next_ino(const LmdbTxn& txn) const {
+  auto v = txn.get(meta_, as_bytes("next_ino"));
+  if (!v || v->size() != 8) return std::nullopt;
+  return get_le<std::uint64_t>(v->data());
+}
+
+void Namespace::set_next_ino(LmdbTxn& txn, std::uint64_t ino) {
+  std::array<std::byte, 8> next;
+  put_le<std::uint64_t>(next.data(), ino);
+  txn.put(meta_, as_bytes("next_ino"), next);
+}
+
+void Namespace::put_entry(LmdbTxn& txn, std::uint64_t parent, std::string_view name,
+                          const DirEntry& entry) {
+  check_name(name);
+  write_entry(txn, parent, name, entry);
+}
+
+void Namespace::erase_dirent(LmdbTxn& txn, std::uint64_t parent, std::string_view name) {
+  // Any length: a damaged table may hold names no operation would have made.
+  std::vector<std::byte> key(8 + name.size());
+  put_be64(key.data(), parent);
+  std::memcpy(key.data() + 8, name.data(), name.size());
+  txn.del(dirents_, key);
+}
+
+void Namespace::erase_dirslot(LmdbTxn& txn, std::uint64_t parent, std::uint64_t slot) {
+  txn.del(dirslots_, slot_key(parent, slot));
+}
+
 }  // namespace casfs

@@ -120,6 +120,35 @@ class Namespace {
   // How many inodes exist (for statfs).
   std::uint64_t inode_count(const LmdbTxn& txn) const;
 
+  // --- for fsck ---------------------------------------------------------------
+  // Raw access to the tables, without the checks and the nlink and slot bookkeeping
+  // of the operations above: fsck must read tables that break those rules, and it
+  // repairs them record by record. Nothing else should need these.
+
+  // Every inode record in ino order; `inode` is null when the record does not decode.
+  void for_each_inode(
+      const LmdbTxn& txn,
+      const std::function<void(std::uint64_t ino, const Inode* inode)>& visit) const;
+  // Every directory entry in (parent, name) order; `entry` is null when its value is
+  // malformed.
+  void for_each_dirent(const LmdbTxn& txn,
+                       const std::function<void(std::uint64_t parent, std::string_view name,
+                                                const DirEntry* entry)>& visit) const;
+  // Every readdir slot in (parent, slot) order; `entry` is null when its value is
+  // malformed.
+  void for_each_dirslot(const LmdbTxn& txn,
+                        const std::function<void(std::uint64_t parent, std::uint64_t slot,
+                                                 const DirEntryView* entry)>& visit) const;
+  // The format version fs_meta records; nullopt on a store never mounted.
+  std::optional<std::uint32_t> format_version(const LmdbTxn& txn) const;
+  // The inode number the next create gets; nullopt when unformatted or malformed.
+  std::optional<std::uint64_t> next_ino(const LmdbTxn& txn) const;
+  void set_next_ino(LmdbTxn& txn, std::uint64_t ino);
+  // Writes both halves of an entry (dirents and dirslots), or deletes one half.
+  void put_entry(LmdbTxn& txn, std::uint64_t parent, std::string_view name, const DirEntry& entry);
+  void erase_dirent(LmdbTxn& txn, std::uint64_t parent, std::string_view name);
+  void erase_dirslot(LmdbTxn& txn, std::uint64_t parent, std::uint64_t slot);
+
  private:
   Inode must_get(const LmdbTxn& txn, std::uint64_t ino) const;
   Inode must_get_dir(const LmdbTxn& txn, std::uint64_t ino) const;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tools/cli.h"
+#include "tools/fsck_command.h"
 #include "tools/mkfs_command.h"
 #include "tools/mount_command.h"
 #include "tools/store_commands.h"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   casfs::cli::add_store_commands(app, action);
   casfs::cli::add_mkfs_command(app, action);
   casfs::cli::add_mount_command(app, action);
+  casfs::cli::add_fsck_command(app, action);
 
   try {
     app.parse(argc, argv);
