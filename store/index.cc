@@ -102,6 +102,12 @@ void Index::for_each(const LmdbTxn& txn, const std::function<bool(const ObjectIn
   }
 }
 
+std::uint64_t Index::object_count(const LmdbTxn& txn) const {
+  MDB_stat stat;
+  check_mdb(mdb_stat(txn.get(), objects_, &stat), "index stat");
+  return stat.ms_entries;
+}
+
 std::uint64_t Index::add_ref(LmdbTxn& txn, const ObjectId& id, std::uint64_t n) {
   auto info = get(txn, id);
   if (!info) throw StoreError(ENOENT, "object " + id.hex() + " is not in the store");

@@ -34,6 +34,8 @@ class Index {
   // Visits entries in id order, starting at `from` when given; stop by returning false.
   void for_each(const LmdbTxn& txn, const std::function<bool(const ObjectInfo&)>& visit,
                 const ObjectId* from = nullptr) const;
+  // How many objects there are, without a walk: LMDB keeps the count.
+  std::uint64_t object_count(const LmdbTxn& txn) const;
 
   // Reference counting inside the caller's write transaction. add_ref/release throw
   // StoreError(ENOENT) for a missing object; release below zero throws EINVAL.

@@ -18,6 +18,7 @@ StoreStatus Store::status() {
       s.packed_stored_bytes += info.stored_size;
     }
     if (info.refcount == 0) s.unreferenced_objects += 1;
+    s.logical_bytes += info.raw_size * info.refcount;
     return true;
   });
   impl.index->for_each_pack(txn, [&](const PackInfo& p) {
@@ -26,6 +27,10 @@ StoreStatus Store::status() {
     s.dead_bytes += p.dead_bytes;
   });
   return s;
+}
+
+LooseAdded Store::loose_added() const {
+  return LooseAdded{impl_->loose_added_objects.load(), impl_->loose_added_bytes.load()};
 }
 
 }  // namespace casfs

@@ -224,6 +224,8 @@ std::vector<InsertResult> Store::Impl::index_objects(
     info.refcount = refs;
     index->put(txn, info);
     results[i].added = true;
+    loose_added_objects += 1;
+    loose_added_bytes += info.raw_size;
   }
   return results;
 }
@@ -397,6 +399,8 @@ InsertResult Store::Impl::commit_streamed(const std::string& staging_name, const
   index->put(txn, info);
   txn.commit();
   result.added = true;
+  loose_added_objects += 1;
+  loose_added_bytes += size;
   return result;
 }
 

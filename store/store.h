@@ -119,9 +119,16 @@ struct StoreStatus {
   std::uint64_t pack_file_bytes = 0;       // on disk, headers and dead records included
   std::uint64_t dead_bytes = 0;            // in packs, reclaimable by repack
   std::uint64_t unreferenced_objects = 0;  // refcount 0, reclaimable by gc
+  std::uint64_t logical_bytes = 0;         // sum of raw_size × refcount: bytes files name
   std::string io_engine;
   std::uint64_t raw_bytes() const { return loose_bytes + packed_raw_bytes; }
   std::uint64_t stored_bytes() const { return loose_bytes + packed_stored_bytes; }
+};
+
+// Loose objects a Store has indexed since it was opened; the counts never go down.
+struct LooseAdded {
+  std::uint64_t objects = 0;
+  std::uint64_t bytes = 0;
 };
 
 // Receives extracted bytes. data() may be called several times per object (large
@@ -250,6 +257,10 @@ class Store {
   VerifyReport verify(const ProgressFn& progress = {});
   RebuildReport rebuild_index(const ProgressFn& progress = {});
   StoreStatus status();
+  // Cheap, unlike status(), which walks the whole index: the background packer adds
+  // the growth since its last status() to the loose count that status() found. An
+  // insert counts when it is indexed, before its transaction commits.
+  LooseAdded loose_added() const;
 
   // The implementation, shared by the files that make up the store (store_impl.h).
   struct Impl;

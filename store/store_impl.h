@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 
+#include <atomic>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_set>
@@ -81,6 +82,9 @@ struct Store::Impl {
   InsertGate loose_gate;
   // One maintenance job (pack, gc, repack, verify, rebuild) at a time.
   std::mutex maintenance;
+  // What Store::loose_added() reports.
+  std::atomic<std::uint64_t> loose_added_objects{0};
+  std::atomic<std::uint64_t> loose_added_bytes{0};
 
   Impl(const std::filesystem::path& d, StoreConfig c)
       : dir(d),

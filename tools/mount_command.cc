@@ -5,14 +5,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "fs/control_server.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_mount.h"
+#include "store/background_packer.h"
 #include "store/store.h"
 
 namespace casfs::cli {
@@ -32,6 +35,7 @@ struct MountSettings {
   FuseContext fuse;
   std::vector<std::string> fuse_options;
   std::string logfile;
+  PackerOptions packer;
 };
 
 double parse_seconds(const std::string& key, const std::string& value) {
@@ -42,6 +46,30 @@ double parse_seconds(const std::string& key, const std::string& value) {
   } catch (const std::exception&) {
   }
   throw CommandError("-o " + key + "=" + value + ": expected a number of seconds (0 to 86400)");
+}
+
+// A count or a size: digits, optionally followed by K, M, G or T (powers of 1024).
+std::uint64_t parse_count(const std::string& key, const std::string& value, bool size) {
+  std::size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    if (!value.empty() && value[0] != '-') n = std::stoull(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  int shift = 0;
+  if (size && used > 0 && used + 1 == value.size()) {
+    const std::string units = "KMGT";
+    const std::size_t unit = units.find(static_cast<char>(std::toupper(value[used])));
+    if (unit != std::string::npos) {
+      shift = 10 * static_cast<int>(unit + 1);
+      ++used;
+    }
+  }
+  if (used == 0 || used != value.size() || n == 0 || n > (~0ull >> shift))
+    throw CommandError("-o " + key + "=" + value + ": expected a positive " +
+                       (size ? "number of bytes (K, M, G or T may follow)" : "whole number"));
+  return static_cast<std::uint64_t>(n) << shift;
 }
 
 MountSettings parse_options(const MountRequest& request) {
@@ -65,6 +93,15 @@ MountSettings parse_options(const MountRequest& request) {
         s.fuse.attr_timeout = parse_seconds(key, value);
       } else if (key == "entry_timeout") {
         s.fuse.entry_timeout = parse_seconds(key, value);
+      } else if (key == "pack_loose_objects") {
+        s.packer.loose_objects = parse_count(key, value, /*size=*/false);
+      } else if (key == "pack_loose_bytes") {
+        s.packer.loose_bytes = parse_count(key, value, /*size=*/true);
+      } else if (key == "pack_age") {
+        s.packer.age = std::chrono::milliseconds(
+            std::max<long long>(1, static_cast<long long>(parse_seconds(key, value) * 1000)));
+      } else if (key == "nopacker") {
+        s.packer.enabled = false;
       } else if (key == "logfile") {
         if (value.empty()) throw CommandError("-o logfile= needs a path");
         s.logfile = std::filesystem::absolute(value).string();
@@ -102,8 +139,18 @@ int serve(const MountRequest& request, const MountSettings& settings,
   FuseContext context = settings.fuse;
   context.fs = &fs;
   FuseMount mount(context, request.mountpoint, settings.fuse_options);
+  // Started once the mount exists, and before `casfs mount` returns, so casfsctl
+  // works as soon as it has; stopped (in reverse order) before the filesystem goes.
+  BackgroundPacker packer(*store, settings.packer);
+  ControlServer control(*store, fs, packer,
+                        std::filesystem::absolute(request.mountpoint).lexically_normal().string());
   ready();
-  return mount.run();
+  const int rc = mount.run();
+  // Both stop at their next batch. Ask both before waiting for either: a control job
+  // may be waiting for the store's maintenance lock while the packer holds it.
+  packer.request_stop();
+  control.request_stop();
+  return rc;
 }
 
 void check_mountpoint(const std::string& path) {
@@ -193,7 +240,8 @@ void add_mount_command(CLI::App& app, Action& action) {
   cmd->add_option("-o", request->options,
                   "Mount options, comma-separated: FUSE's (allow_other, ro, ...) and casfs's "
                   "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
-                  "logfile=PATH)")
+                  "logfile=PATH, pack_loose_objects=N, pack_loose_bytes=BYTES, "
+                  "pack_age=SECONDS, nopacker)")
       ->take_all()
       ->allow_extra_args(false);
   cmd->callback([&action, request] { action = [request] { return mount_command(*request); }; });
