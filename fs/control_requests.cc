@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <utility>
 
+#include "store/status_json.h"
+
 namespace casfs {
 
 namespace {
@@ -99,21 +101,7 @@ json ControlRequests::status() {
     s = store_.status();
   }
   // The keys of `casfs store status --json` first, then the filesystem's.
-  json j;
-  j["store"] = store_dir_;
-  j["io_engine"] = s.io_engine;
-  j["objects"] = {{"loose", s.loose_objects},
-                  {"packed", s.packed_objects},
-                  {"total", s.loose_objects + s.packed_objects},
-                  {"unreferenced", s.unreferenced_objects}};
-  j["bytes"] = {{"raw", s.raw_bytes()},
-                {"stored", s.stored_bytes()},
-                {"loose", s.loose_bytes},
-                {"packed_raw", s.packed_raw_bytes},
-                {"packed_stored", s.packed_stored_bytes},
-                {"pack_files", s.pack_file_bytes},
-                {"dead", s.dead_bytes}};
-  j["packs"] = s.packs;
+  json j = status_json(store_dir_, s);
   j["mountpoint"] = mountpoint_;
   j["logical_bytes"] = s.logical_bytes;
   j["dedup_ratio"] = ratio(s.logical_bytes, s.raw_bytes());

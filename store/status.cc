@@ -1,4 +1,5 @@
 // status: counts objects, bytes and packs from the index.
+#include "store/status_json.h"
 #include "store/store_impl.h"
 
 namespace casfs {
@@ -31,6 +32,25 @@ StoreStatus Store::status() {
 
 LooseAdded Store::loose_added() const {
   return LooseAdded{impl_->loose_added_objects.load(), impl_->loose_added_bytes.load()};
+}
+
+nlohmann::ordered_json status_json(const std::string& store_dir, const StoreStatus& s) {
+  nlohmann::ordered_json j;
+  j["store"] = store_dir;
+  j["io_engine"] = s.io_engine;
+  j["objects"] = {{"loose", s.loose_objects},
+                  {"packed", s.packed_objects},
+                  {"total", s.loose_objects + s.packed_objects},
+                  {"unreferenced", s.unreferenced_objects}};
+  j["bytes"] = {{"raw", s.raw_bytes()},
+                {"stored", s.stored_bytes()},
+                {"loose", s.loose_bytes},
+                {"packed_raw", s.packed_raw_bytes},
+                {"packed_stored", s.packed_stored_bytes},
+                {"pack_files", s.pack_file_bytes},
+                {"dead", s.dead_bytes}};
+  j["packs"] = s.packs;
+  return j;
 }
 
 }  // namespace casfs

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "store/error.h"
+#include "store/status_json.h"
 #include "store/store.h"
 
 namespace casfs::cli {
@@ -160,21 +161,7 @@ int store_status(const std::string& dir, bool json) {
   auto store = Store::open(dir);
   StoreStatus s = store->status();
   if (json) {
-    nlohmann::ordered_json j;
-    j["store"] = fs::absolute(store->dir()).lexically_normal().string();
-    j["io_engine"] = s.io_engine;
-    j["objects"] = {{"loose", s.loose_objects},
-                    {"packed", s.packed_objects},
-                    {"total", s.loose_objects + s.packed_objects},
-                    {"unreferenced", s.unreferenced_objects}};
-    j["bytes"] = {{"raw", s.raw_bytes()},
-                  {"stored", s.stored_bytes()},
-                  {"loose", s.loose_bytes},
-                  {"packed_raw", s.packed_raw_bytes},
-                  {"packed_stored", s.packed_stored_bytes},
-                  {"pack_files", s.pack_file_bytes},
-                  {"dead", s.dead_bytes}};
-    j["packs"] = s.packs;
+    auto j = status_json(fs::absolute(store->dir()).lexically_normal().string(), s);
     std::cout << j.dump(2) << '\n';
     return kExitOk;
   }
