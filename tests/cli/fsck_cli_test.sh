@@ -9,21 +9,8 @@
 #
 # Every check prints "ok" or "FAIL" with what was expected; the last line is
 # "N passed, M failed" and the exit status is non-zero on any failure.
-set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-casfs=${1:?usage: fsck_cli_test.sh /path/to/casfs}
-if [[ ! -x "$casfs" ]]; then
-  echo "not an executable: $casfs" >&2
-  exit 2
-fi
-casfs=$(realpath "$casfs")
-command -v python3 >/dev/null || {
-  echo "python3 is needed to read --json output" >&2
-  exit 2
-}
-
-# /var/tmp rather than /tmp: a real disk, as the store is meant to live on.
-work=$(mktemp -d /var/tmp/casfs-fsck-cli-test.XXXXXX)
 mnt=$work/mnt
 cleanup() {
   mountpoint -q "$mnt" 2>/dev/null && fusermount3 -uz "$mnt" 2>/dev/null
@@ -31,33 +18,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-pass() {
-  passed=$((passed + 1))
-  echo "ok    $1"
-}
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL  $1"
-  shift
-  local line
-  for line in "$@"; do echo "      $line"; done
-}
-
-# cas ARGS…: runs casfs, leaving stdout in $out, stderr in $err and the status in $rc.
-out=$work/out
-err=$work/err
-rc=0
-cas() {
-  "$casfs" "$@" >"$out" 2>"$err"
-  rc=$?
-}
-show() { echo "rc=$rc stdout=[$(head -c 600 "$out")] stderr=[$(head -c 300 "$err")]"; }
-
-expect_rc() { # expect_rc WANT DESCRIPTION
-  if [[ $rc -eq $1 ]]; then pass "$2"; else fail "$2" "want exit $1, got: $(show)"; fi
-}
 # An error is one line on stderr that starts with "casfs: ", and the given exit code.
 expect_error() { # expect_error WANT_RC DESCRIPTION [PATTERN]
   local lines
@@ -77,9 +37,6 @@ expect_out() { # expect_out DESCRIPTION PATTERN: a line of stdout matches
 }
 expect_no_out() { # expect_no_out DESCRIPTION PATTERN
   if ! grep -q -- "$2" "$out"; then pass "$1"; else fail "$1" "stdout matches '$2': $(show)"; fi
-}
-expect_eq() { # expect_eq DESCRIPTION WANT GOT
-  if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1" "want [$2], got [$3]"; fi
 }
 # json_get FILE KEY.PATH: prints the value at a dotted path of a JSON file.
 json_get() {
@@ -229,5 +186,4 @@ expect_rc 0 "after the rebuild the store is consistent"
 cas store cat "$M" "$victim"
 expect_rc 0 "the objects survive the rebuild"
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish

@@ -7,21 +7,8 @@
 #
 # Every check prints "ok" or "FAIL" with what was expected; the last line is
 # "N passed, M failed" and the exit status is non-zero on any failure.
-set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-casfs=${1:?usage: store_cli_test.sh /path/to/casfs}
-if [[ ! -x "$casfs" ]]; then
-  echo "not an executable: $casfs" >&2
-  exit 2
-fi
-casfs=$(realpath "$casfs") # some checks run from other directories
-command -v python3 >/dev/null || {
-  echo "python3 is needed to read --json output" >&2
-  exit 2
-}
-
-# /var/tmp rather than /tmp: a real disk, as the store is meant to live on.
-work=$(mktemp -d /var/tmp/casfs-cli-test.XXXXXX)
 bg_pid=
 cleanup() {
   [[ -n "$bg_pid" ]] && kill "$bg_pid" 2>/dev/null
@@ -29,33 +16,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-pass() {
-  passed=$((passed + 1))
-  echo "ok    $1"
-}
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL  $1"
-  shift
-  local line
-  for line in "$@"; do echo "      $line"; done
-}
-
-# cas ARGS…: runs casfs, leaving stdout in $out, stderr in $err and the status in $rc.
-out=$work/out
-err=$work/err
-rc=0
-cas() {
-  "$casfs" "$@" >"$out" 2>"$err"
-  rc=$?
-}
-show() { echo "rc=$rc stdout=[$(head -c 300 "$out")] stderr=[$(head -c 300 "$err")]"; }
-
-expect_rc() {  # expect_rc WANT DESCRIPTION
-  if [[ $rc -eq $1 ]]; then pass "$2"; else fail "$2" "want exit $1, got: $(show)"; fi
-}
 # An error is one line on stderr that starts with "casfs: ", and a non-zero exit.
 expect_error() {  # expect_error DESCRIPTION [WANT_RC]
   local want=${2:-}
@@ -73,9 +33,6 @@ expect_error() {  # expect_error DESCRIPTION [WANT_RC]
 }
 expect_same() {  # expect_same DESCRIPTION FILE_A FILE_B
   if cmp -s "$2" "$3"; then pass "$1"; else fail "$1" "$2 and $3 differ: $(cmp "$2" "$3" 2>&1)"; fi
-}
-expect_eq() {  # expect_eq DESCRIPTION WANT GOT
-  if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1" "want [$2], got [$3]"; fi
 }
 
 # json_get FILE KEY.PATH: prints the value at a dotted path of a JSON file.
@@ -427,5 +384,4 @@ done
 cas store verify "$R"
 expect_rc 0 "verify after rebuild-index"
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish
