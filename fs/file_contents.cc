@@ -13,6 +13,7 @@
 #include "fs/filesystem.h"
 #include "fs/fs_error.h"
 #include "store/error.h"
+#include "store/log.h"
 
 namespace casfs {
 
@@ -225,7 +226,7 @@ void Filesystem::flusher_loop() {
       write_out(/*everything=*/false);
     } catch (const std::exception& e) {
       // The files stay dirty and are tried again; fsync on one reports its error.
-      std::fprintf(stderr, "casfs: writing out files failed: %s\n", e.what());
+      log::error("writing out files failed: %s", e.what());
     }
     lock.lock();
   }

@@ -11,6 +11,7 @@
 
 #include "fs/fs_error.h"
 #include "fs/posix_acl.h"
+#include "store/log.h"
 
 namespace casfs {
 
@@ -68,7 +69,7 @@ Filesystem::~Filesystem() {
   try {
     sync_all();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "casfs: writing out at unmount failed: %s\n", e.what());
+    log::error("writing out at unmount failed: %s", e.what());
   }
 }
 

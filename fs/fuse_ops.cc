@@ -16,6 +16,7 @@
 #include "fs/filesystem.h"
 #include "fs/fs_error.h"
 #include "store/error.h"
+#include "store/log.h"
 
 namespace casfs {
 
@@ -44,13 +45,13 @@ int errno_of_current_exception() {
       case ENOMEM:
         return e.code();
       default:
-        std::fprintf(stderr, "casfs: %s\n", e.what());
+        log::error("%s", e.what());
         return EIO;
     }
   } catch (const std::bad_alloc&) {
     return ENOMEM;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "casfs: unexpected error: %s\n", e.what());
+    log::error("unexpected error: %s", e.what());
     return EIO;
   }
 }

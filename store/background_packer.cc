@@ -12,6 +12,7 @@
 #include "store/index.h"
 #include "store/io_engine.h"
 #include "store/lmdb.h"
+#include "store/log.h"
 
 namespace casfs {
 
@@ -137,13 +138,13 @@ bool BackgroundPacker::run_pack() {
     return false;
   } catch (const std::exception& e) {
     error = e.what();
-    std::fprintf(stderr, "casfs: background pack failed: %s\n", e.what());
+    log::error("background pack failed: %s", e.what());
   }
   if (error.empty() && report.objects > 0) {
-    std::fprintf(stderr, "casfs: background pack: %llu objects, %llu bytes -> %llu bytes\n",
-                 static_cast<unsigned long long>(report.objects),
-                 static_cast<unsigned long long>(report.raw_bytes),
-                 static_cast<unsigned long long>(report.stored_bytes));
+    log::info("background pack: %llu objects, %llu bytes -> %llu bytes",
+              static_cast<unsigned long long>(report.objects),
+              static_cast<unsigned long long>(report.raw_bytes),
+              static_cast<unsigned long long>(report.stored_bytes));
   }
   std::lock_guard lock(mutex_);
   state_.runs += 1;
@@ -163,9 +164,10 @@ void BackgroundPacker::loop() {
   // Loose objects that the last run left behind (damaged ones, which pack skips):
   // they must not set off run after run.
   std::uint64_t stuck = 0;
-  // When loose objects newer than the last run were first seen: the age threshold
-  // counts from here.
-  std::optional<Clock::time_point> fresh_since;
+  // When loose objects newer than the last run were first seen (while `fresh` is
+  // nonzero): the age threshold counts from here.
+  Clock::time_point fresh_since{};
+  bool had_fresh = false;
   Clock::time_point not_before{};  // backing off after a failure
 
   std::unique_lock lock(mutex_);
@@ -176,7 +178,7 @@ void BackgroundPacker::loop() {
       try {
         base = walk();
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "casfs: background packer cannot count loose objects: %s\n", e.what());
+        log::warning("background packer cannot count loose objects: %s", e.what());
         not_before = Clock::now() + kRetryAfterFailure;
       }
       lock.lock();
@@ -198,14 +200,11 @@ void BackgroundPacker::loop() {
     state_.loose_bytes = bytes;
     const std::uint64_t fresh = objects > stuck ? objects - stuck : 0;
     const auto now = Clock::now();
-    if (fresh == 0) {
-      fresh_since.reset();
-    } else if (!fresh_since) {
-      fresh_since = now;
-    }
+    if (fresh == 0 || !had_fresh) fresh_since = now;
+    had_fresh = fresh > 0;
     const bool due = fresh > 0 && now >= not_before &&
                      (objects >= options_.loose_objects || bytes >= options_.loose_bytes ||
-                      now - *fresh_since >= options_.age);
+                      now - fresh_since >= options_.age);
     if (!due) {
       wake_.wait_for(lock, poll_, [&] { return stop_.load() || recount_; });
       continue;
@@ -234,10 +233,10 @@ void BackgroundPacker::loop() {
       const std::uint64_t added_during = base.entries > before ? base.entries - before : 0;
       stuck = base.objects > added_during ? base.objects - added_during : 0;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "casfs: background packer cannot count loose objects: %s\n", e.what());
+      log::warning("background packer cannot count loose objects: %s", e.what());
       failed = true;
     }
-    fresh_since.reset();
+    had_fresh = false;  // the age counts afresh from the next poll
     if (failed) {
       not_before = Clock::now() + std::max<Clock::duration>(kRetryAfterFailure, options_.age);
     }

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "store/error.h"
+#include "store/log.h"
 
 namespace casfs {
 namespace {
@@ -60,10 +61,7 @@ std::unique_ptr<IoEngine> make_io_engine(const std::filesystem::path& data_dir) 
   } catch (const StoreError& e) {
     // Containers and hardened kernels often forbid io_uring; that is a supported
     // setup, not a problem worth a warning.
-    if (const char* debug = std::getenv("CASFS_DEBUG"); debug && *debug) {
-      std::fprintf(stderr, "casfs: debug: io_uring unavailable (%s); using the sync engine\n",
-                   e.what());
-    }
+    log::debug("io_uring unavailable (%s); using the sync engine", e.what());
     return make_sync_engine(kSyncThreads);
   }
 }

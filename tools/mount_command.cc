@@ -1,14 +1,15 @@
 #include "tools/mount_command.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_mount.h"
 #include "store/background_packer.h"
+#include "store/log.h"
 #include "store/store.h"
 
 namespace casfs::cli {
@@ -35,6 +37,7 @@ struct MountSettings {
   FuseContext fuse;
   std::vector<std::string> fuse_options;
   std::string logfile;
+  std::optional<log::Level> loglevel;
   PackerOptions packer;
 };
 
@@ -105,10 +108,16 @@ MountSettings parse_options(const MountRequest& request) {
       } else if (key == "logfile") {
         if (value.empty()) throw CommandError("-o logfile= needs a path");
         s.logfile = std::filesystem::absolute(value).string();
+      } else if (key == "loglevel") {
+        s.loglevel = log::parse_level(value);
+        if (!s.loglevel)
+          throw CommandError("-o loglevel=" + value + ": expected error, warning, info or debug");
       } else if (key == "rw" || key == "defaults") {
         // mount(8) passes these along; they ask for nothing beyond the default.
       } else {
         if (key == "default_permissions") has_default_permissions = true;
+        // libfuse logs each request at debug level: asking for that means asking to see it.
+        if (key == "debug" && !s.loglevel) s.loglevel = log::Level::kDebug;
         s.fuse_options.push_back(option);
       }
     }
@@ -145,7 +154,9 @@ int serve(const MountRequest& request, const MountSettings& settings,
   ControlServer control(*store, fs, packer,
                         std::filesystem::absolute(request.mountpoint).lexically_normal().string());
   ready();
+  log::info("serving %s on %s", request.store.c_str(), request.mountpoint.c_str());
   const int rc = mount.run();
+  log::info("%s unmounted; writing out and closing the store", request.mountpoint.c_str());
   // Both stop at their next batch. Ask both before waiting for either: a control job
   // may be waiting for the store's maintenance lock while the packer holds it.
   packer.request_stop();
@@ -178,9 +189,20 @@ void detach_stdio(const std::string& logfile) {
   if (log_fd >= 0) ::close(log_fd);
 }
 
+// libfuse's own messages go where casfs's go, at the matching level.
+void log_fuse_message(fuse_log_level level, const char* format, va_list args) {
+  log::Level ours = level <= FUSE_LOG_ERR       ? log::Level::kError
+                    : level == FUSE_LOG_WARNING ? log::Level::kWarning
+                    : level == FUSE_LOG_DEBUG   ? log::Level::kDebug
+                                                : log::Level::kInfo;
+  log::vwrite(ours, format, args);
+}
+
 int mount_command(const MountRequest& request) {
   check_mountpoint(request.mountpoint);
   MountSettings settings = parse_options(request);
+  if (settings.loglevel) log::set_level(*settings.loglevel);
+  fuse_set_log_func(log_fuse_message);
   if (request.foreground) return serve(request, settings, [] {});
 
   // The daemon is forked before anything starts threads. It reports over a pipe
@@ -209,6 +231,7 @@ int mount_command(const MountRequest& request) {
   try {
     rc = serve(request, settings, [&] {
       detach_stdio(settings.logfile);
+      log::set_sink(settings.logfile.empty() ? log::Sink::kSyslog : log::Sink::kFile);
       if (::chdir("/") != 0) {
         // Nothing depends on the working directory; it is only left so as not to pin it.
       }
@@ -222,7 +245,7 @@ int mount_command(const MountRequest& request) {
       std::string message = e.what();
       (void)!::write(status[1], message.data(), message.size());
     } else {
-      std::fprintf(stderr, "casfs: %s\n", e.what());
+      log::error("%s", e.what());
     }
     std::_Exit(kExitFailure);
   }
@@ -240,7 +263,8 @@ void add_mount_command(CLI::App& app, Action& action) {
   cmd->add_option("-o", request->options,
                   "Mount options, comma-separated: FUSE's (allow_other, ro, ...) and casfs's "
                   "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
-                  "logfile=PATH, pack_loose_objects=N, pack_loose_bytes=BYTES, "
+                  "logfile=PATH, loglevel=error|warning|info|debug, pack_loose_objects=N, "
+                  "pack_loose_bytes=BYTES, "
                   "pack_age=SECONDS, nopacker)")
       ->take_all()
       ->allow_extra_args(false);

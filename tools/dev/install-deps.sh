@@ -11,6 +11,10 @@ packages=(
   libgtest-dev libcli11-dev nlohmann-json3-dev
   # tests/cli and tests/integration: JSON, real-mount tools, locks, random data
   python3 util-linux psmisc procps attr acl sqlite3 rsync git openssl
+  # packaging: cpack's dependency scan, and what tests/packaging checks in the .deb
+  dpkg-dev file man-db groff-base bash-completion
+  # tools/dev/fuzz.sh and tidy.sh: clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-dev clang-tidy
 )
 
 missing=()
