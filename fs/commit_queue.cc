@@ -1,7 +1,7 @@
 #include "fs/commit_queue.h"
 
+#include <string>
 #include <utility>
-#include <vector>
 
 #include "store/error.h"
 
@@ -9,6 +9,7 @@ namespace casfs {
 
 namespace {
 constexpr std::chrono::milliseconds kIdleCommit{200};
+constexpr std::size_t kFailedCommitsKept = 16;
 }  // namespace
 
 CommitQueue::CommitQueue(LmdbEnv& env, std::chrono::milliseconds interval)
@@ -19,29 +20,50 @@ CommitQueue::~CommitQueue() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_one();
+  wake_queue_.notify_one();
   thread_.join();
 }
 
-void CommitQueue::submit(Job job) {
-  {
-    std::lock_guard lock(mutex_);
-    jobs_.push_back(std::move(job));
+LmdbTxn& CommitQueue::open_write(std::unique_lock<std::mutex>& lock) {
+  while (!txn_) {
+    if (stopping_) throw StoreError(ESHUTDOWN, "the filesystem is shutting down");
+    const std::uint64_t attempt = open_attempts_;
+    open_wanted_ = true;
+    wake_queue_.notify_one();
+    wake_callers_.wait(lock, [&] { return txn_ || open_attempts_ != attempt || stopping_; });
+    if (!txn_ && open_attempts_ != attempt && open_failure_) std::rethrow_exception(open_failure_);
   }
-  wake_.notify_one();
+  return *txn_;
+}
+
+void CommitQueue::wait_for_commit(std::unique_lock<std::mutex>& lock, std::uint64_t generation) {
+  if (generation_ == generation && txn_) {
+    commit_wanted_ = true;
+    wake_queue_.notify_one();
+  }
+  wake_callers_.wait(lock, [&] { return generation_ > generation; });
+  for (const auto& [failed, error] : failed_commits_)
+    if (failed == generation) std::rethrow_exception(error);
 }
 
 void CommitQueue::commit() {
-  write([](LmdbTxn&) {}, Durability::kNow);
+  std::unique_lock lock(mutex_);
+  // Without an open transaction everything is committed already.
+  if (txn_) wait_for_commit(lock, generation_);
 }
 
-void CommitQueue::commit_open(std::exception_ptr& failure) {
+void CommitQueue::commit_open() {
   if (!txn_) return;
+  const std::uint64_t generation = generation_++;
   try {
     txn_->commit();
   } catch (const StoreError& e) {
-    failure = std::make_exception_ptr(StoreError(
-        e.code(), std::string("filesystem changes of the last moments were lost: ") + e.what()));
+    // Nobody may be waiting for this commit; the next one that is waited for tells.
+    failed_commits_.emplace_back(
+        generation,
+        std::make_exception_ptr(StoreError(
+            e.code(), std::string("filesystem changes of the last moments were lost: ") + e.what())));
+    if (failed_commits_.size() > kFailedCommitsKept) failed_commits_.erase(failed_commits_.begin());
   }
   txn_.reset();
 }
@@ -49,74 +71,47 @@ void CommitQueue::commit_open(std::exception_ptr& failure) {
 void CommitQueue::loop() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    if (jobs_.empty()) {
-      if (stopping_) break;
-      if (txn_) {
-        // Commit an interval after opening, or sooner once nothing has come for a
-        // while: a quiet filesystem should not hold LMDB's writer lock (the store's
-        // packer needs it) nor leave changes waiting.
-        const auto deadline = std::min(opened_at_ + interval_, last_job_at_ + kIdleCommit);
-        if (wake_.wait_until(lock, deadline, [&] { return !jobs_.empty() || stopping_; })) continue;
-        lock.unlock();
-        std::exception_ptr ignored;  // nobody is waiting; the next commit will tell
-        commit_open(ignored);
-        lock.lock();
-      } else {
-        wake_.wait(lock, [&] { return !jobs_.empty() || stopping_; });
-      }
+    const auto now = std::chrono::steady_clock::now();
+    if (txn_ && (commit_wanted_ || stopping_ || now >= opened_at_ + interval_ ||
+                 now >= last_job_at_ + kIdleCommit)) {
+      // Commit an interval after opening, or sooner once nothing has come for a
+      // while: a quiet filesystem should not hold LMDB's writer lock (the store's
+      // packer needs it) nor leave changes waiting.
+      commit_wanted_ = false;
+      commit_open();
+      wake_callers_.notify_all();
       continue;
     }
-    std::deque<Job> batch;
-    batch.swap(jobs_);
-    lock.unlock();
-    last_job_at_ = std::chrono::steady_clock::now();
-
-    std::vector<Job*> waiting_for_commit;
-    bool commit_now = false;
-    for (Job& job : batch) {
-      if (job.writes && !txn_) {
-        try {
-          txn_.emplace(LmdbTxn::write(env_));
-          opened_at_ = std::chrono::steady_clock::now();
-        } catch (...) {
-          job.done.set_exception(std::current_exception());
-          continue;
-        }
-      }
-      if (txn_) {
-        job.fn(*txn_);
-      } else {
-        try {
-          LmdbTxn snapshot = LmdbTxn::read(env_);
-          job.fn(snapshot);
-        } catch (...) {
-          job.done.set_exception(std::current_exception());
-          continue;
-        }
-      }
-      if (job.durability == Durability::kNow) {
-        commit_now = true;
-        waiting_for_commit.push_back(&job);
-      } else {
-        job.done.set_value();
-      }
-    }
-    if (commit_now || (txn_ && std::chrono::steady_clock::now() - opened_at_ >= interval_)) {
+    if (stopping_) break;
+    if (open_wanted_ && !txn_) {
+      open_wanted_ = false;
+      // Begun without the lock: LMDB's writer lock may be held by the store's packer
+      // for a while, and readers need not wait for it meanwhile.
+      lock.unlock();
+      std::optional<LmdbTxn> opened;
       std::exception_ptr failure;
-      commit_open(failure);
-      for (Job* job : waiting_for_commit) {
-        if (failure) {
-          job->done.set_exception(failure);
-        } else {
-          job->done.set_value();
-        }
+      try {
+        opened.emplace(LmdbTxn::write(env_));
+      } catch (...) {
+        failure = std::current_exception();
       }
+      lock.lock();
+      if (opened) {
+        txn_.emplace(std::move(*opened));
+        opened_at_ = last_job_at_ = std::chrono::steady_clock::now();
+      }
+      open_failure_ = failure;
+      ++open_attempts_;
+      wake_callers_.notify_all();
+      continue;
     }
-    lock.lock();
+    commit_wanted_ = false;  // nothing open, so nothing to commit
+    if (txn_) {
+      wake_queue_.wait_until(lock, std::min(opened_at_ + interval_, last_job_at_ + kIdleCommit));
+    } else {
+      wake_queue_.wait(lock, [&] { return open_wanted_ || stopping_; });
+    }
   }
-  lock.unlock();
-  std::exception_ptr ignored;
-  commit_open(ignored);
 }
 
 }  // namespace casfs

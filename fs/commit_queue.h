@@ -1,26 +1,32 @@
-// Group commit for the filesystem's tables. Every change runs as a job on one
-// thread, inside one LMDB write transaction that stays open while jobs keep coming
-// and is committed (durably) once it is `interval` old, when no job has come for a
-// fifth of a second, or at once when a job asks.
+// Group commit for the filesystem's tables. Every change runs inside one LMDB write
+// transaction that stays open while changes keep coming and is committed (durably)
+// once it is `interval` old, when no change has come for a fifth of a second, or at
+// once when a caller asks.
 // Many operations thus share one commit and one sync, as in a journal, and a crash
 // loses at most the last interval of changes that nobody asked to be durable.
 //
+// Jobs run on the caller's own thread, one at a time under the queue's mutex: a FUSE
+// request that changes metadata costs no hand-off to another thread, only a lock.
+// LMDB ties a write transaction's lock to the thread that began it, so the queue's
+// own thread begins and commits every transaction; callers only borrow it, and wait
+// for that thread only when no transaction is open or when they need a commit.
+//
 // Reading jobs run in the open write transaction when there is one, so they see
-// every change made before them; otherwise in a fresh read transaction, so reads
-// alone never take LMDB's writer lock.
+// every change made before them; otherwise in a fresh read transaction on the
+// caller's thread, in parallel with other readers, so reads alone never take LMDB's
+// writer lock.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <cstdint>
 #include <exception>
-#include <functional>
-#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "store/lmdb.h"
 
@@ -39,69 +45,66 @@ class CommitQueue {
   CommitQueue& operator=(const CommitQueue&) = delete;
 
   // Runs f(LmdbTxn&) in the write transaction and returns its result; its exception
-  // is rethrown here. A job that throws must leave the transaction as it found it
-  // (the namespace and file-data operations check before they change anything).
+  // propagates. A job that throws must leave the transaction as it found it (the
+  // namespace and file-data operations check before they change anything).
   template <typename F>
   auto write(F&& f, Durability durability = Durability::kLater) {
-    return run<std::invoke_result_t<F&, LmdbTxn&>>([&](LmdbTxn& txn) { return f(txn); }, true,
-                                                   durability);
+    using Result = std::invoke_result_t<F&, LmdbTxn&>;
+    std::unique_lock lock(mutex_);
+    LmdbTxn& txn = open_write(lock);
+    const std::uint64_t generation = generation_;
+    last_job_at_ = std::chrono::steady_clock::now();
+    if (durability == Durability::kLater) return f(txn);
+    if constexpr (std::is_void_v<Result>) {
+      f(txn);
+      wait_for_commit(lock, generation);
+    } else {
+      Result result = f(txn);
+      wait_for_commit(lock, generation);
+      return result;
+    }
   }
   // Runs f(const LmdbTxn&) seeing every change made so far.
   template <typename F>
   auto read(F&& f) {
-    return run<std::invoke_result_t<F&, const LmdbTxn&>>(
-        [&](LmdbTxn& txn) { return f(std::as_const(txn)); }, false, Durability::kLater);
+    std::unique_lock lock(mutex_);
+    if (txn_) return f(std::as_const(*txn_));
+    // Begun under the lock, so the snapshot holds every change whose job has returned.
+    const LmdbTxn snapshot = LmdbTxn::read(env_);
+    lock.unlock();
+    return f(snapshot);
   }
   // Commits and syncs everything so far.
   void commit();
 
  private:
-  struct Job {
-    std::function<void(LmdbTxn&)> fn;
-    bool writes = false;
-    Durability durability = Durability::kLater;
-    std::promise<void> done;  // set after the job ran (and, for kNow, was committed)
-  };
-
-  template <typename R, typename F>
-  R run(F&& f, bool writes, Durability durability) {
-    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
-    std::exception_ptr error;
-    Job job;
-    job.writes = writes;
-    job.durability = durability;
-    job.fn = [&](LmdbTxn& txn) {
-      try {
-        if constexpr (std::is_void_v<R>) {
-          f(txn);
-          result.emplace(true);
-        } else {
-          result.emplace(f(txn));
-        }
-      } catch (...) {
-        error = std::current_exception();
-      }
-    };
-    std::future<void> done = job.done.get_future();
-    submit(std::move(job));
-    done.get();  // throws when the commit that the job needed failed
-    if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<R>) return std::move(*result);
-  }
-
-  void submit(Job job);
+  // Returns the open write transaction, having the queue's thread begin one first
+  // when none is open. Called with the lock held; returns with it held.
+  LmdbTxn& open_write(std::unique_lock<std::mutex>& lock);
+  // Asks the queue's thread to commit transaction `generation` (if it is still
+  // open) and waits for the outcome.
+  void wait_for_commit(std::unique_lock<std::mutex>& lock, std::uint64_t generation);
   void loop();
-  // Commits the open transaction; on failure every change since the last commit is
-  // gone, which the error says.
-  void commit_open(std::exception_ptr& failure);
+  // Commits the open transaction with the lock held; on failure every change since
+  // the last commit is gone, which the recorded error says.
+  void commit_open();
 
   LmdbEnv& env_;
   const std::chrono::milliseconds interval_;
   std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<Job> jobs_;
+  std::condition_variable wake_queue_;    // work for the queue's thread
+  std::condition_variable wake_callers_;  // a transaction opened or committed
   bool stopping_ = false;
-  std::optional<LmdbTxn> txn_;  // the open write transaction; the queue thread's only
+  bool open_wanted_ = false;
+  bool commit_wanted_ = false;
+  std::optional<LmdbTxn> txn_;  // begun and committed only by the queue's thread
+  // generation_ numbers transactions: the open one, or the next one to open. The
+  // last few failed commits are kept so that a waiter learns its own transaction's
+  // fate even when it wakes after later commits.
+  std::uint64_t generation_ = 1;
+  std::vector<std::pair<std::uint64_t, std::exception_ptr>> failed_commits_;
+  std::uint64_t open_attempts_ = 0;
+  std::exception_ptr open_failure_;
   std::chrono::steady_clock::time_point opened_at_;
   std::chrono::steady_clock::time_point last_job_at_;
   std::thread thread_;

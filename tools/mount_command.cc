@@ -135,7 +135,8 @@ int serve(const MountRequest& request, const MountSettings& settings,
           const std::function<void()>& ready) {
   std::unique_ptr<Store> store;
   try {
-    store = Store::open(request.store);
+    // Absolute, since the daemon leaves its working directory for /.
+    store = Store::open(std::filesystem::absolute(request.store).lexically_normal());
   } catch (const StoreError& e) {
     if (e.code() == EBUSY)
       throw CommandError("cannot mount " + request.store + ": it is already mounted or in use (" +

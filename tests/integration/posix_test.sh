@@ -143,7 +143,12 @@ mkdir -p "$WORK/not-a-store"
 check_fails "a directory that is not a store is refused" "$CASFS" mount "$WORK/not-a-store" "$WORK/second"
 casfs_unmount "$store" "$mnt"
 
-casfs_mount "$store" "$mnt" -o ro || bail "ro mount failed"
+# Mounted by a relative path, as a user types it: the daemon moves to /, so statfs
+# (df) and the free-space check must hold the store by its absolute path.
+lib_register "$store" "$mnt" ""
+(cd "$(dirname "$store")" && timeout -k 5 60 "$CASFS" mount "$(basename "$store")" "$mnt" -o ro) \
+  >"$WORK/relative.log" 2>&1 || bail "ro mount by a relative path failed: $(cat "$WORK/relative.log")"
+check "statfs works on a store mounted by a relative path" stat -f "$mnt"
 out=$(touch "$mnt/new" 2>&1)
 expect_eq "a read-only mount refuses writes" "1" "$(grep -c 'Read-only file system' <<<"$out")"
 expect_eq "and reads" "public" "$(cat "$mnt/public")"
