@@ -45,19 +45,31 @@ json ControlRequests::error_reply(const std::string& message) {
   return j;
 }
 
-void ControlRequests::handle(std::string_view line, const std::function<bool(const json&)>& send) {
-  json request;
+ParsedControlRequest parse_control_request(std::string_view line) {
+  ParsedControlRequest parsed;
   try {
-    request = json::parse(line);
+    parsed.request = json::parse(line);
   } catch (const json::exception&) {
-    send(error_reply("not a JSON request (expected one JSON object per line)"));
-    return;
+    parsed.error = "not a JSON request (expected one JSON object per line)";
+    return parsed;
   }
+  const json& request = parsed.request;
   if (!request.is_object() || !request.contains("cmd") || !request["cmd"].is_string()) {
-    send(error_reply("a request is a JSON object with a string \"cmd\""));
+    parsed.error = "a request is a JSON object with a string \"cmd\"";
+    return parsed;
+  }
+  parsed.cmd = request["cmd"].get<std::string>();
+  return parsed;
+}
+
+void ControlRequests::handle(std::string_view line, const std::function<bool(const json&)>& send) {
+  ParsedControlRequest parsed = parse_control_request(line);
+  if (!parsed.error.empty()) {
+    send(error_reply(parsed.error));
     return;
   }
-  const std::string cmd = request["cmd"].get<std::string>();
+  json& request = parsed.request;
+  const std::string& cmd = parsed.cmd;
   try {
     if (cmd == "status") {
       json reply;

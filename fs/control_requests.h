@@ -24,6 +24,16 @@
 
 namespace casfs {
 
+// One request line checked for the protocol's shape (a JSON object with a string
+// "cmd"): on success `error` is empty. Separate from ControlRequests so that
+// tests/fuzz can feed it arbitrary bytes without a store.
+struct ParsedControlRequest {
+  nlohmann::ordered_json request;
+  std::string cmd;
+  std::string error;
+};
+ParsedControlRequest parse_control_request(std::string_view line);
+
 class ControlRequests {
  public:
   // Opens the tables verify's report reads: call at start-up.

@@ -108,6 +108,10 @@ ChunkerParams chunker_params(const StoreSettings& s) {
 
 }  // namespace
 
+std::optional<Extent> decode_extent_record(std::uint64_t ino, Bytes key, Bytes value) {
+  return decode(ino, key, value);
+}
+
 FileData::FileData(Store& store)
     : store_(store),
       chunker_(chunker_params(store.settings())),

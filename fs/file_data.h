@@ -35,6 +35,10 @@ struct Extent {
   bool operator==(const Extent&) const = default;
 };
 
+// An extents-table entry as read from LMDB: nullopt when the key belongs to another
+// inode; FsError(EIO) when the value is not an extent.
+std::optional<Extent> decode_extent_record(std::uint64_t ino, Bytes key, Bytes value);
+
 // New bytes for [offset, offset + data.size()) of a file.
 struct DirtyRange {
   std::uint64_t offset = 0;

@@ -14,7 +14,9 @@ namespace {
 std::vector<std::byte> key_of(std::uint64_t ino, std::string_view name) {
   std::vector<std::byte> key(8 + name.size());
   put_be64(key.data(), ino);
-  std::memcpy(key.data() + 8, name.data(), name.size());
+  // An empty name (remove_all's prefix) may have a null data(): memcpy from null
+  // is undefined even for zero bytes.
+  if (!name.empty()) std::memcpy(key.data() + 8, name.data(), name.size());
   return key;
 }
 

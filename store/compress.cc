@@ -50,7 +50,7 @@ std::string zstd_error(const char* what, std::size_t code) {
   return std::string(what) + ": " + ZSTD_getErrorName(code);
 }
 
-constexpr std::size_t kTrialSampleSize = 16 * 1024;
+constexpr std::size_t kTrialSampleSize = std::size_t{16} * 1024;
 
 struct Magic {
   std::size_t offset;

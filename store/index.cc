@@ -76,6 +76,13 @@ PackInfo decode_pack(Bytes key, Bytes v) {
 
 }  // namespace
 
+ObjectInfo decode_object_value(Bytes key, Bytes value) {
+  return decode_object(key, value);
+}
+PackInfo decode_pack_value(Bytes key, Bytes value) {
+  return decode_pack(key, value);
+}
+
 Index::Index(LmdbEnv& env)
     : objects_(env.open_db("objects")), packs_(env.open_db("packs")), meta_(env.open_db("meta")) {}
 

@@ -24,6 +24,11 @@ struct PackInfo {
   std::uint64_t dead_bytes = 0;  // records nobody points at any more
 };
 
+// The table values on their own, as read from LMDB (tests/fuzz feeds them arbitrary
+// bytes). Both throw StoreError(EIO) for bytes that are not such a value.
+ObjectInfo decode_object_value(Bytes key, Bytes value);
+PackInfo decode_pack_value(Bytes key, Bytes value);
+
 class Index {
  public:
   explicit Index(LmdbEnv& env);

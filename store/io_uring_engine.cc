@@ -261,6 +261,7 @@ class UringEngine final : public IoEngine {
 
     if (!by_syscall.empty()) {
       std::vector<ReadFileOp> rest;
+      rest.reserve(by_syscall.size());
       for (std::size_t i : by_syscall) rest.push_back(ops[i]);
       fallback_->read_files(rest);
       for (std::size_t k = 0; k < by_syscall.size(); ++k)
@@ -342,6 +343,7 @@ class UringEngine final : public IoEngine {
 
     if (!by_syscall.empty()) {
       std::vector<WriteFileOp> rest;
+      rest.reserve(by_syscall.size());
       for (std::size_t i : by_syscall) rest.push_back(ops[i]);
       fallback_->write_files(rest);
       for (std::size_t k = 0; k < by_syscall.size(); ++k)

@@ -76,6 +76,10 @@ std::optional<RecordHeader> RecordHeader::decode(std::span<const std::byte> byte
   h.stored_size = get_le<std::uint64_t>(bytes.data() + 48);
   h.payload_xxh3 = get_le<std::uint64_t>(bytes.data() + 56);
   if (h.codec == Codec::kRaw && h.stored_size != h.raw_size) return std::nullopt;
+  // No object comes near 2^62 bytes; a size past it (a header forged to pass the
+  // checksum) would make offset + record_size() wrap, and a pack scan loop for ever.
+  constexpr std::uint64_t kMaxSize = std::uint64_t{1} << 62;
+  if (h.stored_size > kMaxSize || h.raw_size > kMaxSize) return std::nullopt;
   return h;
 }
 

@@ -270,6 +270,7 @@ PackReport Store::pack(const ProgressFn& progress) {
     }
     failpoint("pack.committed");
     std::vector<ObjectId> packed_ids;
+    packed_ids.reserve(placed.size());
     for (const auto& [i, header, at] : placed) packed_ids.push_back(todo[i].id);
     if (unlinking.valid()) unlinking.get();
     unlinking = std::async(std::launch::async, [&impl, ids = std::move(packed_ids)] {

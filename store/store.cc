@@ -86,8 +86,19 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const OpenO
   impl->env = std::make_unique<LmdbEnv>(dir / "meta", /*create=*/true);
   impl->index = std::make_unique<Index>(*impl->env);
   {
-    auto txn = LmdbTxn::read(*impl->env);
-    auto uuid = impl->index->get_meta(txn, "store_uuid");
+    std::optional<std::string> uuid;
+    {
+      auto txn = LmdbTxn::read(*impl->env);
+      uuid = impl->index->get_meta(txn, "store_uuid");
+    }
+    if (!uuid && !options.allow_missing_index) {
+      // An index from before the store's uuid was recorded in it: record it now, so
+      // that a meta/ copied from another store is caught from here on.
+      auto txn = LmdbTxn::write(*impl->env);
+      impl->index->put_meta(txn, "store_uuid", impl->config.uuid);
+      txn.commit();
+      uuid = impl->config.uuid;
+    }
     if (!options.allow_missing_index && uuid != impl->config.uuid) {
       throw StoreError(EINVAL, "the index in " + (dir / "meta").string() +
                                    " belongs to another store; run `casfs store rebuild-index " +
@@ -469,6 +480,7 @@ void Store::insert_files(std::span<const std::filesystem::path> paths, const Fil
   auto flush = [&] {
     if (contents.empty()) return;
     std::vector<Blob> blobs;
+    blobs.reserve(contents.size());
     for (const auto& c : contents) blobs.push_back(Blob{c, {}, 0});
     try {
       auto results = impl_->insert_batch(blobs, refs);

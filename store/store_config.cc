@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -56,9 +57,16 @@ StoreConfig StoreConfig::load(const std::filesystem::path& dir) {
     throw StoreError(EINVAL, dir.string() + " is not a casfs store (no readable casfs.json); " +
                                  "create one with `casfs store init`");
   }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw StoreError(EIO, "cannot read " + file.string());
+  return parse(text, dir);
+}
+
+StoreConfig StoreConfig::parse(std::string_view text, const std::filesystem::path& dir) {
+  const auto file = dir / "casfs.json";
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception&) {
     throw StoreError(EINVAL, file.string() + " is not valid JSON; the store's settings are lost " +
                                  "and must be restored from a backup");

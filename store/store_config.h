@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "store/store.h"
 
@@ -19,6 +20,9 @@ struct StoreConfig {
   // Throws StoreError with a one-line message: missing directory, not a store,
   // unreadable or malformed casfs.json, or a newer format version.
   static StoreConfig load(const std::filesystem::path& store_dir);
+  // The same checks on casfs.json's text (tests/fuzz feeds it arbitrary bytes);
+  // `store_dir` only names the store in messages.
+  static StoreConfig parse(std::string_view text, const std::filesystem::path& store_dir);
   // Written to a temporary file, synced and renamed into place.
   void save(const std::filesystem::path& store_dir) const;
 };

@@ -4,7 +4,8 @@
 #
 # A test is run as `bash X_test.sh /path/to/casfs`. This file provides:
 #   casfs                      the binary (absolute path: checks run from other dirs)
-#   work                       a fresh directory under /var/tmp (the test removes it)
+#   work                       a fresh directory under $CASFS_TEST_DIR (default /var/tmp;
+#                              the test removes it)
 #   pass/fail                  counted checks, printed as "ok" / "FAIL"
 #   cas ARGS…                  runs casfs: stdout in $out, stderr in $err, status in $rc
 #   show, expect_rc, expect_eq
@@ -24,7 +25,7 @@ command -v python3 >/dev/null || {
 }
 
 # /var/tmp rather than /tmp: a real disk, as the store is meant to live on.
-work=$(mktemp -d "/var/tmp/casfs-$lib_name.XXXXXX")
+work=$(mktemp -d "${CASFS_TEST_DIR:-/var/tmp}/casfs-$lib_name.XXXXXX")
 
 passed=0
 failed=0

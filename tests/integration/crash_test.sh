@@ -11,7 +11,7 @@
 # and CASFS_TEST_SEED=N repeats a run's choices.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-iterations=${CASFS_CRASH_ITERATIONS:-20}
+iterations=${CASFS_CRASH_ITERATIONS:-$(scaled 20)}
 seed=${CASFS_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 echo "$LIB_NAME: seed=$seed iterations=$iterations (rerun with CASFS_TEST_SEED=$seed)"
 RANDOM=$((seed % 32768))

@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 difftest=${CASFS_DIFFTEST:-$(dirname "$CASFS")/../tests/fs_difftest}
 [[ -x "$difftest" ]] || bail "fs_difftest not found (set CASFS_DIFFTEST)"
 seed=${CASFS_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-ops=${CASFS_DIFFTEST_OPS:-100000}
+ops=${CASFS_DIFFTEST_OPS:-$(scaled 100000)}
 echo "$LIB_NAME: seed=$seed ops=$ops (rerun with CASFS_TEST_SEED=$seed)"
 
 store=$WORK/store mnt=$WORK/mnt ref=$WORK/ref

@@ -8,7 +8,8 @@
 #
 # What this file provides:
 #   CASFS                      the casfs binary (absolute path)
-#   WORK                       a fresh directory under /var/tmp, removed on exit
+#   WORK                       a fresh directory under $CASFS_TEST_DIR (default
+#                              /var/tmp), removed on exit
 #   casfs_mkfs STORE
 #   casfs_mount STORE MNT [mount args...]   returns once `mountpoint -q MNT` holds
 #   casfs_unmount STORE MNT    fusermount3 -u (retried on EBUSY), then waits until the
@@ -67,7 +68,7 @@ if [[ ! -c /dev/fuse ]] || ! command -v fusermount3 >/dev/null 2>&1; then
 fi
 
 # /var/tmp rather than /tmp: a real disk, as a store is meant to live on.
-WORK=$(mktemp -d "/var/tmp/casfs-$LIB_NAME.XXXXXX") || exit 2
+WORK=$(mktemp -d "${CASFS_TEST_DIR:-/var/tmp}/casfs-$LIB_NAME.XXXXXX") || exit 2
 WORK=$(realpath "$WORK")
 mkdir -p "$WORK/.lib"
 LIB_MOUNTS=$WORK/.lib/mounts # one line per live mount: STORE<TAB>MNT<TAB>PID (PID for -f)
@@ -170,6 +171,14 @@ bail() {
 }
 # finish: the last line of a test; the EXIT trap prints the summary and picks the status.
 finish() { exit 0; }
+
+# scaled N: N times $CASFS_TEST_SCALE percent (default 100), at least 1. The heaviest
+# loads (operation counts, directory sizes, kills) go through it, so that slow builds
+# (tools/dev/sanitize.sh) run every test, only smaller.
+scaled() {
+  local n=$(($1 * ${CASFS_TEST_SCALE:-100} / 100))
+  echo $((n > 0 ? n : 1))
+}
 
 # t CMD...: CMD bounded by $CASFS_STEP_TIMEOUT seconds (default 600), then killed.
 t() { timeout -k 10 "$LIB_STEP_TIMEOUT" "$@"; }

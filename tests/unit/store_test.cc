@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "store/index.h"
 #include "store/lmdb.h"
 #include "tests/unit/support/test_support.h"
 
@@ -609,6 +610,33 @@ TEST(StoreOpenTest, BadStoresAreRefusedWithOneLineErrorsAndLeftAlone) {
   std::filesystem::remove_all(dir / "meta");
   std::filesystem::copy(other / "meta", dir / "meta");
   expect_error(dir, "another store");
+}
+
+// Stores whose index predates the uuid record get it on their next open, and from
+// then on an index copied from another store is refused.
+TEST(StoreOpenTest, AnIndexWithoutTheStoreUuidGetsItOnOpen) {
+  TempDir tmp;
+  auto dir = tmp.path() / "store";
+  Store::init(dir);
+  {
+    auto store = Store::open(dir);
+    const MDB_dbi meta = store->env().open_db("meta");  // opening takes its own write txn
+    auto txn = LmdbTxn::write(store->env());
+    ASSERT_TRUE(txn.del(meta, as_bytes("store_uuid")));
+    txn.commit();
+  }
+  nlohmann::json config;
+  std::ifstream(dir / "casfs.json") >> config;
+  {
+    auto store = Store::open(dir);
+    auto txn = LmdbTxn::read(store->env());
+    EXPECT_EQ(store->index().get_meta(txn, "store_uuid"), config["uuid"].get<std::string>());
+  }
+  auto other = tmp.path() / "other";
+  Store::init(other);
+  std::filesystem::remove_all(dir / "meta");
+  std::filesystem::copy(other / "meta", dir / "meta");
+  EXPECT_THROW(Store::open(dir), StoreError);
 }
 
 }  // namespace
