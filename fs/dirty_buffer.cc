@@ -6,6 +6,10 @@
 
 namespace casfs {
 
+namespace {
+constexpr std::size_t kPieceBytes = 1 << 20;
+}  // namespace
+
 void DirtyBuffer::write(std::uint64_t offset, std::span<const std::byte> data) {
   if (data.empty()) return;
   const std::uint64_t end = offset + data.size();
@@ -26,6 +30,15 @@ void DirtyBuffer::write(std::uint64_t offset, std::span<const std::byte> data) {
     }
     if (next == ranges_.end() || next->first > end) {
       const std::size_t keep = offset - it->first;
+      // A long sequential write is kept as pieces rather than one vector grown by
+      // reallocation, which would copy everything so far at each growth and leave
+      // the allocator holding the old copies.
+      if (keep == bytes.size() && keep >= kPieceBytes &&
+          bytes.size() + data.size() > bytes.capacity()) {
+        ranges_.emplace_hint(next, offset, std::vector<std::byte>(data.begin(), data.end()));
+        bytes_ += data.size();
+        return;
+      }
       bytes_ -= bytes.size() - keep;
       bytes.resize(keep);
       bytes.insert(bytes.end(), data.begin(), data.end());

@@ -246,7 +246,6 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
     // The new content of [from, to): old bytes overlaid with dirty bytes, zeros elsewhere.
     // Old bytes under dirty ranges are not read at all.
     auto materialise = [&](std::uint64_t from, std::uint64_t to, std::byte* out) {
-      std::fill_n(out, to - from, std::byte{0});
       auto dend = [&](std::size_t k) { return dirty[k].offset + dirty[k].data.size(); };
       std::size_t first =
           static_cast<std::size_t>(std::partition_point(dirty.begin(), dirty.end(),
@@ -264,6 +263,16 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
                std::span<std::byte>(out + (cur - from), static_cast<std::size_t>(gap_end - cur)));
         if (!more) break;
         cur = std::max(cur, dend(k));
+      }
+      // Zeros only where neither old nor dirty bytes land (past the old end, between
+      // ranges): filling everything first would write every byte twice.
+      std::uint64_t z = std::max(from, old_end);
+      for (std::size_t k = first; z < to; ++k) {
+        const bool more = k < dirty.size() && dirty[k].offset < to;
+        const std::uint64_t gap_end = more ? std::max<std::uint64_t>(z, dirty[k].offset) : to;
+        if (gap_end > z) std::fill_n(out + (z - from), gap_end - z, std::byte{0});
+        if (!more) break;
+        z = std::max<std::uint64_t>(z, dend(k));
       }
       for (std::size_t k = first; k < dirty.size() && dirty[k].offset < to; ++k) {
         const std::uint64_t lo = std::max(from, dirty[k].offset);

@@ -55,12 +55,20 @@ FuseMount::~FuseMount() {
   fuse_session_destroy(session_);
 }
 
+namespace {
+constexpr unsigned kWorkerThreads = 10;
+}  // namespace
+
 int FuseMount::run() {
   if (fuse_set_signal_handlers(session_) != 0)
     throw std::runtime_error("cannot install signal handlers");
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(config, 1);
-  fuse_loop_cfg_set_idle_threads(config, 4);
+  // As many idle workers may stay as may run (libfuse's default maximum, 10): with
+  // fewer, a busy mount keeps creating and ending threads, and each new thread
+  // may take a fresh malloc arena that keeps the memory it touched.
+  fuse_loop_cfg_set_max_threads(config, kWorkerThreads);
+  fuse_loop_cfg_set_idle_threads(config, kWorkerThreads);
   const int rc = fuse_session_loop_mt(session_, config);
   fuse_loop_cfg_destroy(config);
   fuse_remove_signal_handlers(session_);

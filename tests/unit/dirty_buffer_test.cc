@@ -106,5 +106,40 @@ TEST(DirtyBufferTest, NextRangeFindsDataForSeek) {
   EXPECT_FALSE(buffer.overlaps(900, 100));
 }
 
+// A long sequential write is kept in pieces; reads, ranges and overwrites across
+// the pieces' seams must not notice.
+TEST(DirtyBufferTest, LongSequentialWritesKeptInPieces) {
+  DirtyBuffer buffer;
+  const std::size_t total = 5 << 20;
+  const std::size_t step = 128 << 10;
+  std::vector<std::byte> expect(total);
+  for (std::size_t i = 0; i < total; ++i)
+    expect[i] = static_cast<std::byte>((i * 7 + i / 4096) & 0xff);
+  for (std::size_t off = 0; off < total; off += step)
+    buffer.write(off, std::span(expect).subspan(off, step));
+  EXPECT_EQ(buffer.bytes(), total);
+  const auto ranges = buffer.ranges();
+  EXPECT_GT(ranges.size(), 1u);
+  std::uint64_t next = 0;
+  for (const DirtyRange& r : ranges) {
+    EXPECT_EQ(r.offset, next);
+    next = r.offset + r.data.size();
+  }
+  EXPECT_EQ(next, total);
+
+  // Overwrite across every seam, then read the whole buffer back.
+  for (const DirtyRange& r : ranges) {
+    if (r.offset == 0) continue;
+    std::vector<std::byte> patch(1000, std::byte{0xAB});
+    buffer.write(r.offset - 500, patch);
+    std::fill_n(expect.begin() + static_cast<std::ptrdiff_t>(r.offset - 500), 1000,
+                std::byte{0xAB});
+  }
+  EXPECT_EQ(buffer.bytes(), total);
+  std::vector<std::byte> got(total);
+  buffer.overlay(0, got);
+  EXPECT_TRUE(got == expect);
+}
+
 }  // namespace
 }  // namespace casfs
