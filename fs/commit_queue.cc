@@ -62,7 +62,8 @@ void CommitQueue::commit_open() {
     failed_commits_.emplace_back(
         generation,
         std::make_exception_ptr(StoreError(
-            e.code(), std::string("filesystem changes of the last moments were lost: ") + e.what())));
+            e.code(),
+            std::string("filesystem changes of the last moments were lost: ") + e.what())));
     if (failed_commits_.size() > kFailedCommitsKept) failed_commits_.erase(failed_commits_.begin());
   }
   txn_.reset();
