@@ -87,7 +87,9 @@ struct Store::Impl {
   std::atomic<std::uint64_t> loose_added_bytes{0};
 
   Impl(const std::filesystem::path& d, StoreConfig c)
-      : dir(d),
+      // Absolute, so that paths built on it hold after the process changes directory
+      // (the mount daemon moves to /).
+      : dir(std::filesystem::absolute(d).lexically_normal()),
         config(std::move(c)),
         lock(d),
         io(make_io_engine(d)),

@@ -143,8 +143,7 @@ int serve(const MountRequest& request, const MountSettings& settings,
   ::mallopt(M_MMAP_THRESHOLD, 256 << 10);
   std::unique_ptr<Store> store;
   try {
-    // Absolute, since the daemon leaves its working directory for /.
-    store = Store::open(std::filesystem::absolute(request.store).lexically_normal());
+    store = Store::open(request.store);
   } catch (const StoreError& e) {
     if (e.code() == EBUSY)
       throw CommandError("cannot mount " + request.store + ": it is already mounted or in use (" +
