@@ -405,9 +405,14 @@ TEST_F(StoreTest, DamagedRecordHeaderLosesThatObjectOnlyEvenAfterRebuild) {
   auto pack = dir_ / "packs" / (std::to_string(victim->pack_id) + ".pack");
   auto size_before = std::filesystem::file_size(pack);
   {
+    // Flipped rather than overwritten: a constant would leave the header intact for
+    // the one id in 256 that already holds it there.
     std::fstream f(pack, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(victim->offset + 10));  // inside the record header
-    f.put('\x5a');
+    const auto at = static_cast<std::streamoff>(victim->offset + 10);  // inside the header
+    f.seekg(at);
+    const int old_byte = f.get();
+    f.seekp(at);
+    f.put(static_cast<char>(old_byte ^ 0x5a));
   }
   auto report = store_->rebuild_index();
   ASSERT_EQ(report.lost_objects.size(), 1u);
