@@ -209,16 +209,16 @@ Inode Filesystem::getattr(std::uint64_t ino) {
   return inode;
 }
 
-Inode Filesystem::lookup(std::uint64_t parent, std::string_view name) {
-  Inode inode = queue_.read([&](const LmdbTxn& txn) {
+std::optional<Inode> Filesystem::lookup(std::uint64_t parent, std::string_view name) {
+  std::optional<Inode> inode = queue_.read([&](const LmdbTxn& txn) -> std::optional<Inode> {
     auto entry = namespace_.lookup(txn, parent, name);
-    if (!entry) throw FsError(ENOENT, "\"" + std::string(name) + "\" does not exist");
+    if (!entry) return std::nullopt;
     auto n = namespace_.get(txn, entry->ino);
     if (!n) throw no_inode(entry->ino);
     count_lookup(n->ino);
     return *n;
   });
-  overlay(inode);
+  if (inode) overlay(*inode);
   return inode;
 }
 
@@ -440,13 +440,10 @@ void Filesystem::setxattr(std::uint64_t ino, std::string_view name,
   });
 }
 
-std::vector<std::byte> Filesystem::getxattr(std::uint64_t ino, std::string_view name) {
+std::optional<std::vector<std::byte>> Filesystem::getxattr(std::uint64_t ino,
+                                                           std::string_view name) {
   check_xattr_name(name);
-  return queue_.read([&](const LmdbTxn& txn) {
-    auto value = xattrs_.get(txn, ino, name);
-    if (!value) throw FsError(ENODATA, "no extended attribute " + std::string(name));
-    return std::move(*value);
-  });
+  return queue_.read([&](const LmdbTxn& txn) { return xattrs_.get(txn, ino, name); });
 }
 
 std::string Filesystem::listxattr(std::uint64_t ino) {

@@ -106,7 +106,9 @@ class Filesystem {
 
   // --- inodes and names -----------------------------------------------------
   Inode getattr(std::uint64_t ino);
-  Inode lookup(std::uint64_t parent, std::string_view name);  // counts a reference
+  // Counts a reference; nullopt (no exception: most lookups of a new name miss) when
+  // `name` is not in `parent`.
+  std::optional<Inode> lookup(std::uint64_t parent, std::string_view name);
   void forget(std::uint64_t ino, std::uint64_t count);
   Inode setattr(std::uint64_t ino, const AttrChanges& changes);
   std::string readlink(std::uint64_t ino);
@@ -129,7 +131,9 @@ class Filesystem {
   // --- extended attributes -------------------------------------------------
   void setxattr(std::uint64_t ino, std::string_view name, std::span<const std::byte> value,
                 int flags);
-  std::vector<std::byte> getxattr(std::uint64_t ino, std::string_view name);
+  // nullopt when the attribute is not set: without an exception, since the kernel asks
+  // for security.capability before every write(2) to a file.
+  std::optional<std::vector<std::byte>> getxattr(std::uint64_t ino, std::string_view name);
   std::string listxattr(std::uint64_t ino);
   void removexattr(std::uint64_t ino, std::string_view name);
 

@@ -154,15 +154,14 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   handle(req, [&] {
-    try {
-      reply_entry(req, fs_of(req).lookup(parent, name));
-    } catch (const FsError& e) {
-      if (e.code() != ENOENT) throw;
-      // A negative entry the kernel may cache as long as a positive one.
-      fuse_entry_param none{};
-      none.entry_timeout = context_of(req).entry_timeout;
-      fuse_reply_entry(req, &none);
+    if (auto inode = fs_of(req).lookup(parent, name)) {
+      reply_entry(req, *inode);
+      return;
     }
+    // A negative entry the kernel may cache as long as a positive one.
+    fuse_entry_param none{};
+    none.entry_timeout = context_of(req).entry_timeout;
+    fuse_reply_entry(req, &none);
   });
 }
 
@@ -405,7 +404,11 @@ void reply_sized(fuse_req_t req, const void* data, std::size_t length, size_t si
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   handle(req, [&] {
     auto value = fs_of(req).getxattr(ino, name);
-    reply_sized(req, value.data(), value.size(), size);
+    if (!value) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+    reply_sized(req, value->data(), value->size(), size);
   });
 }
 

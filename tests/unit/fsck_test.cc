@@ -161,7 +161,7 @@ class FsckTest : public ::testing::Test {
     while (start < path.size()) {
       std::size_t slash = path.find('/', start);
       if (slash == std::string_view::npos) slash = path.size();
-      ino = fs.lookup(ino, path.substr(start, slash - start)).ino;
+      ino = fs.lookup(ino, path.substr(start, slash - start)).value().ino;
       start = slash + 1;
     }
     std::vector<std::byte> out(fs.getattr(ino).size);
