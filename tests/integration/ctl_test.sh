@@ -275,6 +275,9 @@ check "status shows the packer's thresholds" ctl_json "$WORK/p.json" status "$M2
 expect_eq "  loose_objects and age" "50 1.0" \
   "$(json_get "$WORK/p.json" packer.thresholds.loose_objects) $(json_get "$WORK/p.json" packer.thresholds.age_seconds)"
 check "cp -a of $SRC into the mount" t cp -a "$SRC" "$M2/tree"
+# Closed files are written out by the flusher a moment later; until then "no loose
+# objects" would be true before the copy's objects exist.
+check "flush" ctl flush "$M2"
 deadline=$((SECONDS + 60))
 until [[ $(status_of "$M2" objects.loose) == 0 && $(status_of "$M2" objects.packed) -gt 0 ]]; do
   ((SECONDS < deadline)) || break
