@@ -47,11 +47,16 @@ FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mo
                              " (is /dev/fuse there and fusermount3 installed?)");
   }
   mounted_ = true;
+  if (context_->uring) {
+    ring_ = std::make_unique<FuseRing>(session_);
+    context_->ring = ring_.get();
+  }
 }
 
 FuseMount::~FuseMount() {
   if (session_ == nullptr) return;
   if (mounted_) fuse_session_unmount(session_);
+  ring_.reset();
   fuse_session_destroy(session_);
 }
 
@@ -74,6 +79,8 @@ int FuseMount::run() {
   fuse_remove_signal_handlers(session_);
   fuse_session_unmount(session_);
   mounted_ = false;
+  // The kernel ends the ring's entries at unmount; its threads are joined here.
+  ring_.reset();
   // A signal number means a clean stop by SIGINT/SIGTERM/SIGHUP.
   return rc < 0 ? 1 : 0;
 }

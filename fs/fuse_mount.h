@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fs/fuse_ops.h"
+#include "fs/fuse_ring.h"
 
 namespace casfs {
 
@@ -29,6 +30,7 @@ class FuseMount {
  private:
   std::unique_ptr<FuseContext> context_;
   fuse_session* session_ = nullptr;
+  std::unique_ptr<FuseRing> ring_;
   bool mounted_ = false;
 };
 

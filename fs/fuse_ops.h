@@ -9,6 +9,7 @@
 namespace casfs {
 
 class Filesystem;
+class FuseRing;
 
 // The session's userdata: the filesystem and how the kernel may cache what it says.
 struct FuseContext {
@@ -16,6 +17,9 @@ struct FuseContext {
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   bool writeback_cache = true;
+  // Serve requests through FUSE over io_uring (fuse_ring.h) when the kernel offers it.
+  bool uring = false;
+  FuseRing* ring = nullptr;  // set by FuseMount while the ring is attached
 };
 
 fuse_lowlevel_ops fuse_operations();

@@ -104,6 +104,12 @@ MountSettings parse_options(const MountRequest& request) {
       } else if (key == "pack_age") {
         s.packer.age = std::chrono::milliseconds(
             std::max<long long>(1, static_cast<long long>(parse_seconds(key, value) * 1000)));
+      } else if (key == "uring") {
+        if (!FuseRing::kernel_allows())
+          throw CommandError(
+              "-o uring: this kernel does not let FUSE use io_uring (it needs Linux 6.14 or "
+              "later with /sys/module/fuse/parameters/enable_uring set to Y)");
+        s.fuse.uring = true;
       } else if (key == "nopacker") {
         s.packer.enabled = false;
       } else if (key == "logfile") {
@@ -273,7 +279,7 @@ void add_mount_command(CLI::App& app, Action& action) {
                   "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
                   "logfile=PATH, loglevel=error|warning|info|debug, pack_loose_objects=N, "
                   "pack_loose_bytes=BYTES, "
-                  "pack_age=SECONDS, nopacker)")
+                  "pack_age=SECONDS, nopacker, uring)")
       ->take_all()
       ->allow_extra_args(false);
   cmd->callback([&action, request] { action = [request] { return mount_command(*request); }; });

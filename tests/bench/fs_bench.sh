@@ -4,7 +4,7 @@
 # benchmark", for what each workload does and why.
 #
 #   tests/bench/fs_bench.sh [--quick] [--only 1,2,6] [--casfs BIN] [--casfsctl BIN]
-#                           [--dir DIR] [--json FILE]
+#                           [--dir DIR] [--json FILE] [--uring]
 #
 # Runs as root: it installs what is missing with apt-get, drops the page cache and mounts.
 set -euo pipefail
@@ -13,6 +13,7 @@ export LC_ALL=C
 usage() {
   cat <<'EOF'
 usage: fs_bench.sh [--quick] [--only LIST] [--casfs BIN] [--casfsctl BIN] [--dir DIR] [--json FILE]
+                   [--uring]
 
   --quick          small data (the tree's kernel/ and fs/, 10k files, 128 MiB fio file):
                    a few minutes, to iterate on
@@ -22,6 +23,8 @@ usage: fs_bench.sh [--quick] [--only LIST] [--casfs BIN] [--casfsctl BIN] [--dir
   --dir DIR        where the casfs stores and the ext4 copies go; must be on the disk
                    under test, not tmpfs (default /var/tmp/fsbench)
   --json FILE      results as JSON (default DIR/results/fs_bench[-quick].json)
+  --uring          mount with -o uring (FUSE over io_uring); turns the kernel's
+                   /sys/module/fuse/parameters/enable_uring on for the run
 
 Environment: FSBENCH_SRC is the tmpfs directory that keeps the decompressed tar across
 runs (default /dev/shm/fsbench).
@@ -37,6 +40,7 @@ casfs=""
 casfsctl=""
 dir=/var/tmp/fsbench
 json=""
+uring=0
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
@@ -45,6 +49,7 @@ while (($#)); do
     --casfsctl) casfsctl=${2:?--casfsctl needs a path}; shift ;;
     --dir) dir=${2:?--dir needs a path}; shift ;;
     --json) json=${2:?--json needs a path}; shift ;;
+    --uring) uring=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "fs_bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -55,6 +60,16 @@ die() { echo "fs_bench: FAILED: $*" >&2; exit 1; }
 log() { echo "fs_bench: $*" >&2; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (apt-get, drop_caches, mounts)"
+
+uring_param=/sys/module/fuse/parameters/enable_uring
+uring_before=""
+mount_extra=""
+if ((uring)); then
+  [[ -e $uring_param ]] || die "--uring: $uring_param does not exist (needs Linux 6.14 or later)"
+  uring_before=$(cat "$uring_param")
+  echo Y >"$uring_param" || die "--uring: cannot turn on $uring_param"
+  mount_extra=uring
+fi
 
 declare -A selected=()
 if [[ -z $only ]]; then
@@ -157,6 +172,7 @@ cleanup() {
   done
   for m in "${watcher[@]}"; do kill "$m" 2>/dev/null || true; done
   rm -rf "$src/tree" "$src/random.dat"
+  [[ -n $uring_before ]] && echo "$uring_before" >"$uring_param"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -196,7 +212,7 @@ all_pids=()
 casfs_mount() {
   local store=$1 mnt=$2 opts=$3 pid
   mkdir -p "$mnt"
-  "$casfs" mount "$store" "$mnt" -o "logfile=$logs/daemon-$(basename "$(dirname "$store")").log,$opts"
+  "$casfs" mount "$store" "$mnt" -o "logfile=$logs/daemon-$(basename "$(dirname "$store")").log,$opts${mount_extra:+,$mount_extra}"
   pid=$(head -n1 "$store/run/lock")
   [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' </proc/"$pid"/cmdline | grep -q "mount" ||
     die "cannot find the casfs daemon of $store (lock says '$pid')"
@@ -289,6 +305,7 @@ fig meta.src "$src"
 fig meta.quick "$quick"
 fig meta.only "${only:-1-11}"
 fig meta.casfs "$casfs"
+fig meta.mount_options "${mount_extra:-}"
 fig meta.casfs_version "$("$casfs" --version 2>&1 | head -n1)"
 fig meta.tree_tar "$tree_tar"
 fig meta.tree_entries "$tree_entries"

@@ -292,6 +292,8 @@ casfs_mount() {
   mnt=$(realpath -m "$2")
   shift 2
   for arg in "$@"; do [[ $arg == -f ]] && foreground=1; done
+  # CASFS_MOUNT_OPTIONS: -o options for every mount of the run (e.g. uring).
+  if [[ -n "${CASFS_MOUNT_OPTIONS:-}" ]]; then set -- "$@" -o "$CASFS_MOUNT_OPTIONS"; fi
   mkdir -p "$mnt"
   if lib_is_mounted "$mnt"; then
     fail "casfs mount $store $mnt" "$mnt is already a mount point"
@@ -325,6 +327,23 @@ casfs_mount() {
     fi
     sleep 0.1
   done
+  if [[ ",${CASFS_MOUNT_OPTIONS:-}," == *,uring,* ]] && ! lib_serves_fuse_uring "$store"; then
+    fail "casfs mount $store $mnt $*: requests come through io_uring" \
+      "no casfs-ring thread in $(lib_daemon_list "$store"); $(tail -n 5 "$LIB_MOUNT_LOG")"
+    return 1
+  fi
+}
+
+# lib_serves_fuse_uring STORE: the daemon serving STORE has its FUSE-over-io_uring
+# queue threads (they start when the kernel accepts the transport at FUSE_INIT).
+lib_serves_fuse_uring() {
+  local pid task
+  for pid in $(lib_daemon_pids "$1" | sort -u); do
+    for task in /proc/"$pid"/task/*; do
+      [[ $(cat "$task/comm" 2>/dev/null) == casfs-ring-* ]] && return 0
+    done
+  done
+  return 1
 }
 
 # casfs_unmount STORE MNT: fusermount3 -u (retried for 10 s while busy), then waits up to

@@ -1,0 +1,503 @@
+#include "fs/fuse_ring.h"
+
+#include <liburing.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/sysinfo.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <string>
+
+#include "fs/fuse_ops.h"
+#include "store/log.h"
+
+namespace casfs {
+
+namespace {
+
+// The kernel's interface (include/uapi/linux/fuse.h of Linux 6.14); Debian 12's
+// headers are older, so the parts used here are spelled out.
+constexpr std::uint64_t kFuseOverIoUring = 1ull << 41;  // FUSE_OVER_IO_URING, in flags2
+constexpr std::uint32_t kCmdRegister = 1;               // FUSE_IO_URING_CMD_REGISTER
+constexpr std::uint32_t kCmdCommitAndFetch = 2;         // FUSE_IO_URING_CMD_COMMIT_AND_FETCH
+
+struct RingEntInOut {  // struct fuse_uring_ent_in_out
+  std::uint64_t flags;
+  std::uint64_t commit_id;
+  std::uint32_t payload_sz;
+  std::uint32_t padding;
+  std::uint64_t reserved;
+};
+
+struct RingHeader {           // struct fuse_uring_req_header
+  unsigned char in_out[128];  // fuse_in_header of a request, fuse_out_header of a reply
+  unsigned char op_in[128];   // the request's first argument (its per-operation header)
+  RingEntInOut ent;
+};
+
+struct RingCmd {  // struct fuse_uring_cmd_req, in the 80 bytes an SQE128 adds
+  std::uint64_t flags;
+  std::uint64_t commit_id;
+  std::uint16_t qid;
+  std::uint8_t padding[6];
+};
+
+static_assert(sizeof(RingHeader) == 288);
+static_assert(sizeof(RingCmd) == 24);
+
+// Entries per queue: how many of one CPU's requests may be in the daemon at once
+// (served in turn by the queue's thread, or at the same time by its workers). Each
+// costs a payload buffer.
+constexpr unsigned kQueueDepth = 8;
+// Threads per queue for requests that may wait on the disk or on a commit (reads,
+// fsync): served on the queue's own thread, one cold read would hold up every other
+// request of that CPU.
+constexpr unsigned kWorkersPerQueue = 4;
+
+bool may_block(std::uint32_t opcode) {
+  return opcode == FUSE_READ || opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
+}
+// Room in front of every payload buffer, where a request's headers are put back
+// in front of its payload so that libfuse sees /dev/fuse's layout without a copy.
+constexpr std::size_t kHeadroom = 4096;
+static_assert(kHeadroom >= sizeof(fuse_in_header) + sizeof(RingHeader::op_in));
+
+// The request whose handler runs on this thread, so that its reply can be told apart
+// from replies to requests that came through /dev/fuse.
+thread_local void* current_entry = nullptr;
+
+FuseRing* ring_of(void* userdata) {
+  return static_cast<FuseContext*>(userdata)->ring;
+}
+
+// The kernel keeps one queue for every possible CPU (nr_cpu_ids).
+unsigned possible_cpus() {
+  std::ifstream in("/sys/devices/system/cpu/possible");
+  std::string text;
+  if (std::getline(in, text)) {
+    // "0-1", "0-3,6-7", "0": the largest number names the last CPU.
+    unsigned last = 0, number = 0;
+    bool digits = false;
+    for (char c : text + ",") {
+      if (c >= '0' && c <= '9') {
+        number = number * 10 + static_cast<unsigned>(c - '0');
+        digits = true;
+      } else {
+        if (digits) last = std::max(last, number);
+        number = 0;
+        digits = false;
+      }
+    }
+    return last + 1;
+  }
+  return static_cast<unsigned>(std::max(1, get_nprocs_conf()));
+}
+
+}  // namespace
+
+struct FuseRing::Entry {
+  RingHeader header{};
+  std::unique_ptr<std::byte[]> buffer;  // kHeadroom, then the payload
+  std::byte* payload = nullptr;
+  std::size_t payload_size = 0;
+  iovec iov[2]{};
+  std::uint64_t unique = 0;      // of the request being served
+  std::uint64_t commit_id = 0;   // the kernel's name for it
+  std::byte* request = nullptr;  // the request laid out as /dev/fuse delivers it
+  std::size_t request_size = 0;
+  std::uint32_t last_cmd = kCmdRegister;
+  bool replied = false;
+};
+
+struct FuseRing::Queue {
+  unsigned qid = 0;
+  std::size_t payload_size = 0;
+  io_uring ring{};
+  int stop_fd = -1;  // written once: the queue's thread ends
+  int done_fd = -1;  // written by workers: entries in `done` wait for their commit
+  std::vector<std::unique_ptr<Entry>> entries;
+  std::thread thread;
+
+  std::mutex mutex;
+  std::condition_variable work_ready;
+  std::deque<Entry*> work;   // handed to the workers
+  std::vector<Entry*> done;  // served by a worker
+  bool stopping = false;
+  std::vector<std::thread> workers;
+  std::size_t handed_out = 0;  // entries with the workers (the queue's thread only)
+};
+
+bool FuseRing::kernel_allows() {
+  std::ifstream in("/sys/module/fuse/parameters/enable_uring");
+  std::string value;
+  return std::getline(in, value) && (value == "Y" || value == "1");
+}
+
+FuseRing::FuseRing(fuse_session* session) : session_(session) {
+  static const fuse_custom_io hooks = {
+      .writev = &FuseRing::writev_hook,
+      .read = &FuseRing::read_hook,
+      .splice_receive = nullptr,
+      .splice_send = nullptr,
+  };
+  if (fuse_session_custom_io(session_, &hooks, fuse_session_fd(session_)) != 0)
+    throw std::runtime_error("cannot attach FUSE over io_uring to the session");
+}
+
+FuseRing::~FuseRing() {
+  std::lock_guard lock(queues_mutex_);
+  for (auto& queue : queues_) {
+    const std::uint64_t one = 1;
+    if (queue->stop_fd >= 0) (void)!::write(queue->stop_fd, &one, sizeof one);
+  }
+  for (auto& queue : queues_) {
+    if (queue->thread.joinable()) queue->thread.join();
+    if (queue->stop_fd >= 0) ::close(queue->stop_fd);
+    if (queue->done_fd >= 0) ::close(queue->done_fd);
+  }
+}
+
+ssize_t FuseRing::read_hook(int fd, void* buf, size_t len, void* userdata) {
+  const ssize_t n = ::read(fd, buf, len);
+  if (n > 0) ring_of(userdata)->saw_request(buf, static_cast<std::size_t>(n));
+  return n;
+}
+
+ssize_t FuseRing::writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
+  return ring_of(userdata)->write_reply(fd, iov, count);
+}
+
+void FuseRing::saw_request(const void* buf, std::size_t len) {
+  fuse_in_header in;
+  if (len < sizeof in) return;
+  std::memcpy(&in, buf, sizeof in);
+  if (in.opcode != FUSE_INIT) return;
+  fuse_init_in init{};
+  std::memcpy(&init, static_cast<const std::byte*>(buf) + sizeof in,
+              std::min(sizeof init, len - sizeof in));
+  const bool offers = (init.flags & FUSE_INIT_EXT) != 0 &&
+                      ((static_cast<std::uint64_t>(init.flags2) << 32) & kFuseOverIoUring) != 0;
+  kernel_offers_ = offers;
+  init_unique_ = in.unique;
+}
+
+ssize_t FuseRing::write_reply(int fd, struct iovec* iov, int count) {
+  fuse_out_header out;
+  if (count < 1 || iov[0].iov_len < sizeof out) return ::writev(fd, iov, count);
+  std::memcpy(&out, iov[0].iov_base, sizeof out);
+  std::size_t total = 0;
+  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+
+  auto* entry = static_cast<Entry*>(current_entry);
+  if (entry != nullptr && !entry->replied && out.unique == entry->unique) {
+    // Everything after the out header goes to the payload buffer.
+    std::size_t payload = 0;
+    std::size_t skip = sizeof out;
+    bool fits = total - sizeof out <= entry->payload_size;
+    for (int i = 0; i < count && fits; ++i) {
+      const auto* bytes = static_cast<const std::byte*>(iov[i].iov_base);
+      std::size_t length = iov[i].iov_len;
+      const std::size_t skipped = std::min(skip, length);
+      skip -= skipped;
+      std::memcpy(entry->payload + payload, bytes + skipped, length - skipped);
+      payload += length - skipped;
+    }
+    if (!fits) {
+      log::error("a FUSE reply of %zu bytes does not fit the ring's %zu-byte buffer", total,
+                 entry->payload_size);
+      out.error = -EIO;
+      payload = 0;
+    }
+    out.len = static_cast<std::uint32_t>(sizeof out + payload);
+    std::memcpy(entry->header.in_out, &out, sizeof out);
+    entry->header.ent.payload_sz = static_cast<std::uint32_t>(payload);
+    entry->replied = true;
+    return static_cast<ssize_t>(total);
+  }
+
+  const std::uint64_t init_unique = init_unique_.load();
+  if (init_unique == 0 || out.unique != init_unique || count < 2 || out.error != 0)
+    return ::writev(fd, iov, count);
+
+  // The INIT reply: accept the transport if the kernel offered it. The reply's
+  // buffer is libfuse's own, written here in place.
+  init_unique_ = 0;
+  fuse_init_out init{};
+  const std::size_t init_size = std::min(sizeof init, iov[1].iov_len);
+  std::memcpy(&init, iov[1].iov_base, init_size);
+  const bool room = init_size >= offsetof(fuse_init_out, flags2) + sizeof init.flags2;
+  const bool accept = kernel_offers_ && room;
+  if (accept) {
+    init.flags |= FUSE_INIT_EXT;
+    init.flags2 |= static_cast<std::uint32_t>(kFuseOverIoUring >> 32);
+    std::memcpy(iov[1].iov_base, &init, init_size);
+  }
+  const ssize_t n = ::writev(fd, iov, count);
+  if (n < 0 || !accept) {
+    if (n >= 0)
+      log::warning("the kernel did not offer FUSE over io_uring; serving through /dev/fuse");
+    return n;
+  }
+  // The kernel sizes every payload buffer by what INIT settled.
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t pages =
+      (init.flags & FUSE_MAX_PAGES) ? std::max<std::size_t>(1, init.max_pages) : 32;
+  start(std::max({std::size_t{8192}, static_cast<std::size_t>(init.max_write), pages * page}));
+  return n;
+}
+
+void FuseRing::start(std::size_t payload_size) {
+  if (started_.exchange(true)) return;
+  const unsigned cpus = possible_cpus();
+  std::lock_guard lock(queues_mutex_);
+  for (unsigned qid = 0; qid < cpus; ++qid) {
+    auto queue = std::make_unique<Queue>();
+    queue->qid = qid;
+    queue->payload_size = payload_size;
+    queue->stop_fd = ::eventfd(0, EFD_CLOEXEC);
+    queue->done_fd = ::eventfd(0, EFD_CLOEXEC);
+    queues_.push_back(std::move(queue));
+  }
+  for (auto& queue : queues_) {
+    Queue* q = queue.get();
+    q->thread = std::thread([this, q] { serve(*q); });
+  }
+  log::info("serving FUSE requests through io_uring: %u queues of %u", cpus, kQueueDepth);
+}
+
+namespace {
+
+// Every entry has at most one command in flight and the ring has a slot for each,
+// besides the stop poll: running out of slots is a bug.
+io_uring_sqe* next_sqe(io_uring& ring) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  if (sqe == nullptr) {
+    log::error("FUSE over io_uring: no free submission slot");
+    std::abort();
+  }
+  return sqe;
+}
+
+void prepare_command(io_uring_sqe* sqe, int dev_fd, std::uint32_t cmd, unsigned qid,
+                     std::uint64_t commit_id, void* data) {
+  // An SQE128 slot: the SQE and the 64 bytes after it, where the command goes.
+  std::memset(static_cast<void*>(sqe), 0, 2 * sizeof(io_uring_sqe));
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = dev_fd;
+  sqe->cmd_op = cmd;
+  io_uring_sqe_set_data(sqe, data);
+  RingCmd request{};
+  request.commit_id = commit_id;
+  request.qid = static_cast<std::uint16_t>(qid);
+  std::memcpy(sqe->cmd, &request, sizeof request);
+}
+
+}  // namespace
+
+void FuseRing::serve(Queue& queue) {
+  const std::string name = "casfs-ring-" + std::to_string(queue.qid);
+  ::pthread_setname_np(::pthread_self(), name.c_str());
+  // Bound to its CPU, so that the requests of that CPU's processes are served there.
+  // A CPU that is offline or outside this process's set keeps an unbound thread.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  CPU_SET(queue.qid, &cpus);
+  (void)::sched_setaffinity(0, sizeof cpus, &cpus);
+
+  io_uring_params params{};
+  params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+  // A slot per entry, and one each for the stop and done polls.
+  constexpr unsigned kSlots = kQueueDepth + 2;
+  params.cq_entries = 2 * kSlots;
+  if (int rc = io_uring_queue_init_params(kSlots, &queue.ring, &params); rc < 0) {
+    log::warning("FUSE over io_uring: queue %u cannot start: %s; requests stay on /dev/fuse",
+                 queue.qid, std::strerror(-rc));
+    return;
+  }
+  const int dev_fd = fuse_session_fd(session_);
+  for (unsigned i = 0; i < kQueueDepth; ++i) {
+    auto entry = std::make_unique<Entry>();
+    entry->buffer = std::make_unique_for_overwrite<std::byte[]>(kHeadroom + queue.payload_size);
+    entry->payload = entry->buffer.get() + kHeadroom;
+    entry->payload_size = queue.payload_size;
+    entry->iov[0] = iovec{&entry->header, sizeof entry->header};
+    entry->iov[1] = iovec{entry->payload, entry->payload_size};
+    io_uring_sqe* sqe = next_sqe(queue.ring);
+    prepare_command(sqe, dev_fd, kCmdRegister, queue.qid, 0, entry.get());
+    sqe->addr = reinterpret_cast<std::uintptr_t>(entry->iov);
+    sqe->len = 2;
+    queue.entries.push_back(std::move(entry));
+  }
+  io_uring_sqe* stop = next_sqe(queue.ring);
+  io_uring_prep_poll_add(stop, queue.stop_fd, POLLIN);
+  io_uring_sqe_set_data(stop, nullptr);
+  auto watch_done = [&] {
+    io_uring_sqe* sqe = next_sqe(queue.ring);
+    io_uring_prep_poll_add(sqe, queue.done_fd, POLLIN);
+    io_uring_sqe_set_data(sqe, &queue.done);
+  };
+  watch_done();
+  for (unsigned i = 0; i < kWorkersPerQueue; ++i)
+    queue.workers.emplace_back([this, &queue] { work(queue); });
+  ++active_queues_;
+
+  std::size_t live = queue.entries.size();
+  bool stopping = false;
+  while (live > 0 && !stopping) {
+    const int rc = io_uring_submit_and_wait(&queue.ring, 1);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+      log::error("FUSE over io_uring: queue %u: %s", queue.qid, std::strerror(-rc));
+      break;
+    }
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_cqe* cqe;
+    // A request that arrived alone, with the workers idle, is served here even if it
+    // may block: nothing waits behind it, and a hand-off costs two wake-ups.
+    const bool alone = io_uring_cq_ready(&queue.ring) == 1 && queue.handed_out == 0;
+    io_uring_for_each_cqe(&queue.ring, head, cqe) {
+      ++seen;
+      void* data = io_uring_cqe_get_data(cqe);
+      if (data == nullptr) {
+        stopping = true;
+        continue;
+      }
+      if (data == &queue.done) {
+        std::uint64_t count;
+        (void)!::read(queue.done_fd, &count, sizeof count);
+        std::vector<Entry*> served;
+        {
+          std::lock_guard lock(queue.mutex);
+          served.swap(queue.done);
+        }
+        queue.handed_out -= served.size();
+        for (Entry* entry : served) commit(queue, *entry);
+        watch_done();
+        continue;
+      }
+      auto* entry = static_cast<Entry*>(data);
+      if (cqe->res == 0) {
+        handle(queue, *entry, alone);
+      } else if (cqe->res == -EAGAIN || cqe->res == -EINTR) {
+        io_uring_sqe* sqe = next_sqe(queue.ring);
+        prepare_command(sqe, dev_fd, entry->last_cmd, queue.qid, entry->commit_id, entry);
+        if (entry->last_cmd == kCmdRegister) {
+          sqe->addr = reinterpret_cast<std::uintptr_t>(entry->iov);
+          sqe->len = 2;
+        }
+      } else {
+        // ENOTCONN and ECANCELED: the filesystem is gone. Anything else: the kernel
+        // refused the entry, and requests go through /dev/fuse.
+        --live;
+        if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED)
+          log::warning("FUSE over io_uring: queue %u: %s", queue.qid, std::strerror(-cqe->res));
+      }
+    }
+    io_uring_cq_advance(&queue.ring, seen);
+  }
+  --active_queues_;
+  {
+    std::lock_guard lock(queue.mutex);
+    queue.stopping = true;
+  }
+  queue.work_ready.notify_all();
+  for (auto& worker : queue.workers) worker.join();
+  io_uring_queue_exit(&queue.ring);
+}
+
+void FuseRing::work(Queue& queue) {
+  const std::string name = "casfs-ringw-" + std::to_string(queue.qid);
+  ::pthread_setname_np(::pthread_self(), name.c_str());
+  for (;;) {
+    Entry* entry;
+    {
+      std::unique_lock lock(queue.mutex);
+      queue.work_ready.wait(lock, [&] { return queue.stopping || !queue.work.empty(); });
+      if (queue.stopping) return;
+      entry = queue.work.front();
+      queue.work.pop_front();
+    }
+    process(*entry);
+    {
+      std::lock_guard lock(queue.mutex);
+      queue.done.push_back(entry);
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(queue.done_fd, &one, sizeof one);
+  }
+}
+
+void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
+  RingHeader& header = entry.header;
+  fuse_in_header in;
+  std::memcpy(&in, header.in_out, sizeof in);
+  entry.unique = in.unique;
+  entry.commit_id = header.ent.commit_id;
+  entry.replied = false;
+  entry.request = nullptr;
+  const std::size_t payload = header.ent.payload_sz;
+  // The first argument went to op_in and the rest to the payload; the length in the
+  // header counts all of them, which gives the first one's size.
+  const bool well_formed = payload <= entry.payload_size && in.len >= sizeof in + payload &&
+                           in.len - sizeof in - payload <= sizeof header.op_in;
+  if (!well_formed) {
+    log::error("FUSE over io_uring: malformed request (opcode %u, length %u, payload %zu)",
+               in.opcode, in.len, payload);
+    process(entry);  // answers EIO
+    commit(queue, entry);
+    return;
+  }
+  const std::size_t op_size = in.len - sizeof in - payload;
+  entry.request = entry.payload - op_size - sizeof in;
+  entry.request_size = in.len;
+  std::memcpy(entry.request, &in, sizeof in);
+  std::memcpy(entry.request + sizeof in, header.op_in, op_size);
+  if (may_block(in.opcode) && !alone) {
+    ++queue.handed_out;
+    {
+      std::lock_guard lock(queue.mutex);
+      queue.work.push_back(&entry);
+    }
+    queue.work_ready.notify_one();
+    return;
+  }
+  process(entry);
+  commit(queue, entry);
+}
+
+void FuseRing::process(Entry& entry) {
+  if (entry.request != nullptr) {
+    fuse_buf buf{};
+    buf.mem = entry.request;
+    buf.size = entry.request_size;
+    current_entry = &entry;
+    fuse_session_process_buf(session_, &buf);
+    current_entry = nullptr;
+  }
+  if (!entry.replied) {
+    // No reply came on this thread: a malformed request, or one that takes no reply.
+    // The kernel still waits for the entry to come back.
+    fuse_out_header out{sizeof(fuse_out_header), -EIO, entry.unique};
+    std::memcpy(entry.header.in_out, &out, sizeof out);
+    entry.header.ent.payload_sz = 0;
+  }
+}
+
+void FuseRing::commit(Queue& queue, Entry& entry) {
+  io_uring_sqe* sqe = next_sqe(queue.ring);
+  prepare_command(sqe, fuse_session_fd(session_), kCmdCommitAndFetch, queue.qid, entry.commit_id,
+                  &entry);
+}
+
+}  // namespace casfs

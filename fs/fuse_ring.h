@@ -1,0 +1,84 @@
+// FUSE over io_uring (Linux 6.14 and later): the kernel hands requests to the daemon
+// through one io_uring queue per CPU instead of read(2) on /dev/fuse, and the daemon
+// serves each queue on a thread bound to that CPU. A request is then served on the
+// CPU of the process that made it, and the round trip needs no wake-up of another
+// CPU. On a 2-CPU virtual machine a getxattr round trip took 46 µs through /dev/fuse
+// (123 µs when reader and caller sat on different CPUs) and 16 µs with both on one.
+//
+// libfuse 3.14 predates this transport, so it is attached through libfuse's custom
+// I/O hooks and leaves the handlers untouched: a request from a ring is laid out as
+// read(2) on /dev/fuse would have delivered it and handed to fuse_session_process_buf;
+// the reply, which libfuse writes through the writev hook on the same thread, is
+// committed to the ring instead. /dev/fuse stays in use for what the kernel still
+// sends there (FUSE_INIT, FORGET, INTERRUPT) and for notifications.
+//
+// The kernel offers the transport in FUSE_INIT only when its module parameter
+// enable_uring is on; the ring starts once the kernel has taken the INIT reply that
+// accepts it. Each queue thread serves its CPU's requests one at a time, except
+// those that may wait on the disk or a commit (reads, fsync), which a few workers
+// per queue serve in parallel and hand back to the queue's thread for the commit.
+#pragma once
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace casfs {
+
+class FuseRing {
+ public:
+  // Whether the running kernel lets FUSE use io_uring: its module parameter
+  // /sys/module/fuse/parameters/enable_uring is on.
+  static bool kernel_allows();
+
+  // Installs the hooks on `session`, which must be mounted and not yet served.
+  explicit FuseRing(fuse_session* session);
+  // Stops and joins the queue threads; call after the session's loop has ended.
+  ~FuseRing();
+  FuseRing(const FuseRing&) = delete;
+  FuseRing& operator=(const FuseRing&) = delete;
+
+  // Number of queues serving requests (0 until FUSE_INIT, or if the kernel refused).
+  unsigned active_queues() const { return active_queues_.load(); }
+
+ private:
+  struct Entry;
+  struct Queue;
+
+  static ssize_t read_hook(int fd, void* buf, size_t len, void* userdata);
+  static ssize_t writev_hook(int fd, struct iovec* iov, int count, void* userdata);
+
+  // Called by the hooks (userdata is the session's FuseContext, which points here).
+  void saw_request(const void* buf, std::size_t len);
+  ssize_t write_reply(int fd, struct iovec* iov, int count);
+  // After the kernel took the INIT reply that accepted the transport.
+  void start(std::size_t payload_size);
+  void serve(Queue& queue);
+  // A request has arrived on `queue`: served at once, or handed to the queue's workers
+  // when it may block and other requests are waiting (`alone` is false).
+  void handle(Queue& queue, Entry& entry, bool alone);
+  void work(Queue& queue);
+  // Runs the request's handler; its reply lands in the entry.
+  void process(Entry& entry);
+  // Queues the entry's commit (its reply) and the fetch of its next request.
+  void commit(Queue& queue, Entry& entry);
+
+  fuse_session* session_;
+  std::atomic<std::uint64_t> init_unique_{0};
+  std::atomic<bool> kernel_offers_{false};
+  std::atomic<bool> started_{false};
+  std::atomic<unsigned> active_queues_{0};
+  std::mutex queues_mutex_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+};
+
+}  // namespace casfs
