@@ -1,18 +1,22 @@
 #include "fs/fuse_ring.h"
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <linux/fuse.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/sysinfo.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -102,6 +106,21 @@ unsigned possible_cpus() {
     return last + 1;
   }
   return static_cast<unsigned>(std::max(1, get_nprocs_conf()));
+}
+
+// Threads runnable right now, this one included (the fourth field of /proc/loadavg,
+// "running/total"); a large number when it cannot be read.
+unsigned runnable_threads() {
+  char text[128];
+  const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ~0u;
+  const ssize_t n = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (n <= 0) return ~0u;
+  text[n] = '\0';
+  unsigned running = 0;
+  if (std::sscanf(text, "%*s %*s %*s %u/", &running) != 1) return ~0u;
+  return running;
 }
 
 }  // namespace
@@ -352,10 +371,37 @@ void FuseRing::serve(Queue& queue) {
     queue.workers.emplace_back([this, &queue] { work(queue); });
   ++active_queues_;
 
+  // While it waits, the thread may be SCHED_IDLE. The replies it submits wake their
+  // callers, and the scheduler puts a woken caller on a CPU that runs nothing but
+  // SCHED_IDLE threads as readily as on an idle one: the caller stays on this CPU (its
+  // next request comes back to this queue) instead of being sent to an idle CPU, whose
+  // wake-up is the dearest part of a round trip in a virtual machine (a getxattr loop
+  // here: 26 us against 80 us, a small untar 1.1-1.4 s against 2.1-2.5 s). When other
+  // work keeps the CPUs busy, a SCHED_IDLE thread waits long for its turn after a
+  // request arrives (the same untar beside two busy loops: 1.3 s against 1.05 s), so
+  // this is done only while the machine has CPUs to spare, judged from the number of
+  // runnable threads in /proc/loadavg every 100 ms. Serving always runs at the normal
+  // policy. Only where the thread may switch back (root, or RLIMIT_NICE allows nice 0).
+  const sched_param no_priority{};
+  rlimit nice_limit{};
+  const bool may_idle =
+      ::geteuid() == 0 || (::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20);
+  const unsigned online_cpus = std::max(1u, std::thread::hardware_concurrency());
+  bool idle_waits = false;
+  auto next_look = std::chrono::steady_clock::time_point{};
   std::size_t live = queue.entries.size();
   bool stopping = false;
   while (live > 0 && !stopping) {
+    if (may_idle) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_look) {
+        next_look = now + std::chrono::milliseconds(100);
+        idle_waits = runnable_threads() <= online_cpus;
+      }
+    }
+    if (idle_waits) ::sched_setscheduler(0, SCHED_IDLE, &no_priority);
     const int rc = io_uring_submit_and_wait(&queue.ring, 1);
+    if (idle_waits) ::sched_setscheduler(0, SCHED_OTHER, &no_priority);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
       log::error("FUSE over io_uring: queue %u: %s", queue.qid, std::strerror(-rc));
       break;
