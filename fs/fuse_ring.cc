@@ -175,6 +175,10 @@ FuseRing::FuseRing(fuse_session* session) : session_(session) {
 }
 
 FuseRing::~FuseRing() {
+  stop();
+}
+
+void FuseRing::stop() {
   std::lock_guard lock(queues_mutex_);
   for (auto& queue : queues_) {
     const std::uint64_t one = 1;
@@ -184,17 +188,22 @@ FuseRing::~FuseRing() {
     if (queue->thread.joinable()) queue->thread.join();
     if (queue->stop_fd >= 0) ::close(queue->stop_fd);
     if (queue->done_fd >= 0) ::close(queue->done_fd);
+    queue->stop_fd = queue->done_fd = -1;
   }
 }
 
+// The hooks stay installed in the session after the ring is gone (FuseMount detaches
+// it first): then they are plain read(2) and writev(2).
 ssize_t FuseRing::read_hook(int fd, void* buf, size_t len, void* userdata) {
   const ssize_t n = ::read(fd, buf, len);
-  if (n > 0) ring_of(userdata)->saw_request(buf, static_cast<std::size_t>(n));
+  FuseRing* ring = ring_of(userdata);
+  if (n > 0 && ring != nullptr) ring->saw_request(buf, static_cast<std::size_t>(n));
   return n;
 }
 
 ssize_t FuseRing::writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
-  return ring_of(userdata)->write_reply(fd, iov, count);
+  FuseRing* ring = ring_of(userdata);
+  return ring != nullptr ? ring->write_reply(fd, iov, count) : ::writev(fd, iov, count);
 }
 
 void FuseRing::saw_request(const void* buf, std::size_t len) {

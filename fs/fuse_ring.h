@@ -43,7 +43,8 @@ class FuseRing {
   // Installs the hooks on `session`, which must be mounted and not yet served.
   explicit FuseRing(fuse_session* session);
   // Stops and joins the queue threads; call after the session's loop has ended.
-  ~FuseRing();
+  void stop();
+  ~FuseRing();  // stop()
   FuseRing(const FuseRing&) = delete;
   FuseRing& operator=(const FuseRing&) = delete;
 
