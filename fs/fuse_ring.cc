@@ -353,7 +353,6 @@ void FuseRing::serve(Queue& queue) {
                  queue.qid, std::strerror(-rc));
     return;
   }
-  const int dev_fd = fuse_session_fd(session_);
   for (unsigned i = 0; i < kQueueDepth; ++i) {
     auto entry = std::make_unique<Entry>();
     entry->buffer = std::make_unique_for_overwrite<std::byte[]>(kHeadroom + queue.payload_size);
@@ -361,10 +360,7 @@ void FuseRing::serve(Queue& queue) {
     entry->payload_size = queue.payload_size;
     entry->iov[0] = iovec{&entry->header, sizeof entry->header};
     entry->iov[1] = iovec{entry->payload, entry->payload_size};
-    io_uring_sqe* sqe = next_sqe(queue.ring);
-    prepare_command(sqe, dev_fd, kCmdRegister, queue.qid, 0, entry.get());
-    sqe->addr = reinterpret_cast<std::uintptr_t>(entry->iov);
-    sqe->len = 2;
+    send_command(queue, *entry, kCmdRegister);
     queue.entries.push_back(std::move(entry));
   }
   io_uring_sqe* stop = next_sqe(queue.ring);
@@ -378,7 +374,6 @@ void FuseRing::serve(Queue& queue) {
   watch_done();
   for (unsigned i = 0; i < kWorkersPerQueue; ++i)
     queue.workers.emplace_back([this, &queue] { work(queue); });
-  ++active_queues_;
 
   // While it waits, the thread may be SCHED_IDLE. The replies it submits wake their
   // callers, and the scheduler puts a woken caller on a CPU that runs nothing but
@@ -445,12 +440,7 @@ void FuseRing::serve(Queue& queue) {
       if (cqe->res == 0) {
         handle(queue, *entry, alone);
       } else if (cqe->res == -EAGAIN || cqe->res == -EINTR) {
-        io_uring_sqe* sqe = next_sqe(queue.ring);
-        prepare_command(sqe, dev_fd, entry->last_cmd, queue.qid, entry->commit_id, entry);
-        if (entry->last_cmd == kCmdRegister) {
-          sqe->addr = reinterpret_cast<std::uintptr_t>(entry->iov);
-          sqe->len = 2;
-        }
+        send_command(queue, *entry, entry->last_cmd);
       } else {
         // ENOTCONN and ECANCELED: the filesystem is gone. Anything else: the kernel
         // refused the entry, and requests go through /dev/fuse.
@@ -461,7 +451,6 @@ void FuseRing::serve(Queue& queue) {
     }
     io_uring_cq_advance(&queue.ring, seen);
   }
-  --active_queues_;
   {
     std::lock_guard lock(queue.mutex);
     queue.stopping = true;
@@ -550,9 +539,18 @@ void FuseRing::process(Entry& entry) {
 }
 
 void FuseRing::commit(Queue& queue, Entry& entry) {
+  send_command(queue, entry, kCmdCommitAndFetch);
+}
+
+void FuseRing::send_command(Queue& queue, Entry& entry, std::uint32_t cmd) {
   io_uring_sqe* sqe = next_sqe(queue.ring);
-  prepare_command(sqe, fuse_session_fd(session_), kCmdCommitAndFetch, queue.qid, entry.commit_id,
-                  &entry);
+  prepare_command(sqe, fuse_session_fd(session_), cmd, queue.qid, entry.commit_id, &entry);
+  // Registering hands over the entry's buffers; a commit reuses them.
+  if (cmd == kCmdRegister) {
+    sqe->addr = reinterpret_cast<std::uintptr_t>(entry.iov);
+    sqe->len = 2;
+  }
+  entry.last_cmd = cmd;  // what to send again if the kernel answers EAGAIN
 }
 
 }  // namespace casfs

@@ -48,9 +48,6 @@ class FuseRing {
   FuseRing(const FuseRing&) = delete;
   FuseRing& operator=(const FuseRing&) = delete;
 
-  // Number of queues serving requests (0 until FUSE_INIT, or if the kernel refused).
-  unsigned active_queues() const { return active_queues_.load(); }
-
  private:
   struct Entry;
   struct Queue;
@@ -72,12 +69,13 @@ class FuseRing {
   void process(Entry& entry);
   // Queues the entry's commit (its reply) and the fetch of its next request.
   void commit(Queue& queue, Entry& entry);
+  // Queues `cmd` (register or commit-and-fetch) for the entry, and remembers it.
+  void send_command(Queue& queue, Entry& entry, std::uint32_t cmd);
 
   fuse_session* session_;
   std::atomic<std::uint64_t> init_unique_{0};
   std::atomic<bool> kernel_offers_{false};
   std::atomic<bool> started_{false};
-  std::atomic<unsigned> active_queues_{0};
   std::mutex queues_mutex_;
   std::vector<std::unique_ptr<Queue>> queues_;
 };
