@@ -1,6 +1,16 @@
 #include "fs/fuse_mount.h"
 
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <stdexcept>
+#include <thread>
+
+#include "store/log.h"
 
 namespace casfs {
 
@@ -25,11 +35,41 @@ class Args {
   fuse_args args_{};
 };
 
+// FUSE leaves a mount's readahead at the kernel's default of 128 KiB, and FUSE_INIT
+// can only lower it. One cold 128 KiB READ at a time leaves the disk idle between
+// round trips: a large file read back at half ext4's speed. The window is the
+// mount's backing device info in sysfs, as for a block device's read_ahead_kb,
+// and only root may change it.
+void set_kernel_readahead(const std::filesystem::path& mountpoint, std::uint64_t bytes) {
+  // The kernel applies FUSE_INIT's readahead when the reply arrives; a window set
+  // before then would be lowered again. statfs always asks the daemon, and the
+  // kernel holds every request until INIT has been answered.
+  struct statfs fs_info {};
+  struct stat st {};
+  if (::statfs(mountpoint.c_str(), &fs_info) != 0 || ::stat(mountpoint.c_str(), &st) != 0)
+    return;  // unmounted already
+  const std::string knob = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                           std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  std::ofstream out(knob);
+  out << (bytes >> 10) << std::flush;
+  if (!out) {
+    const int error = errno;
+    log::info(
+        "readahead stays at the kernel's default: cannot write %s (%s); run the mount "
+        "as root, or write the size in KiB there as root",
+        knob.c_str(), std::strerror(error));
+    return;
+  }
+  log::debug("readahead window %llu KiB (%s)", static_cast<unsigned long long>(bytes >> 10),
+             knob.c_str());
+}
+
 }  // namespace
 
 FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mountpoint,
                      const std::vector<std::string>& options)
-    : context_(std::make_unique<FuseContext>(context)) {
+    : context_(std::make_unique<FuseContext>(context)),
+      mountpoint_(std::filesystem::absolute(mountpoint)) {
   std::vector<std::string> words{"casfs"};
   for (const auto& option : options) {
     words.push_back("-o");
@@ -76,6 +116,10 @@ int FuseMount::run() {
   // may take a fresh malloc arena that keeps the memory it touched.
   fuse_loop_cfg_set_max_threads(config, kWorkerThreads);
   fuse_loop_cfg_set_idle_threads(config, kWorkerThreads);
+  std::jthread readahead_setter;
+  if (context_->readahead != 0)
+    readahead_setter =
+        std::jthread([this] { set_kernel_readahead(mountpoint_, context_->readahead); });
   const int rc = fuse_session_loop_mt(session_, config);
   fuse_loop_cfg_destroy(config);
   fuse_remove_signal_handlers(session_);

@@ -29,6 +29,7 @@ class FuseMount {
 
  private:
   std::unique_ptr<FuseContext> context_;
+  std::filesystem::path mountpoint_;
   fuse_session* session_ = nullptr;
   std::unique_ptr<FuseRing> ring_;
   bool mounted_ = false;

@@ -6,6 +6,8 @@
 #endif
 #include <fuse_lowlevel.h>
 
+#include <cstdint>
+
 namespace casfs {
 
 class Filesystem;
@@ -20,6 +22,9 @@ struct FuseContext {
   // Serve requests through FUSE over io_uring (fuse_ring.h) when the kernel offers it.
   bool uring = false;
   FuseRing* ring = nullptr;  // set by FuseMount while the ring is attached
+  // The kernel's readahead window for files on the mount, in bytes; 0 leaves the
+  // kernel's default (128 KiB for FUSE). See FuseMount::run().
+  std::uint64_t readahead = 4 << 20;
 };
 
 fuse_lowlevel_ops fuse_operations();

@@ -110,6 +110,13 @@ MountSettings parse_options(const MountRequest& request) {
               "-o uring: this kernel does not let FUSE use io_uring (it needs Linux 6.14 or "
               "later with /sys/module/fuse/parameters/enable_uring set to Y)");
         s.fuse.uring = true;
+      } else if (key == "readahead") {
+        // 0 leaves the kernel's window; more than 1 GiB only pins page cache.
+        s.fuse.readahead = value == "0" ? 0 : parse_count(key, value, /*size=*/true);
+        if (s.fuse.readahead > (std::uint64_t{1} << 30) || (s.fuse.readahead & 1023) != 0)
+          throw CommandError("-o readahead=" + value +
+                             ": expected a whole number of KiB up to 1G, or 0 for the "
+                             "kernel's default");
       } else if (key == "nopacker") {
         s.packer.enabled = false;
       } else if (key == "logfile") {
@@ -279,7 +286,7 @@ void add_mount_command(CLI::App& app, Action& action) {
                   "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
                   "logfile=PATH, loglevel=error|warning|info|debug, pack_loose_objects=N, "
                   "pack_loose_bytes=BYTES, "
-                  "pack_age=SECONDS, nopacker, uring)")
+                  "pack_age=SECONDS, nopacker, readahead=BYTES, uring)")
       ->take_all()
       ->allow_extra_args(false);
   cmd->callback([&action, request] { action = [request] { return mount_command(*request); }; });

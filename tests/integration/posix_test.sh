@@ -133,6 +133,15 @@ PY
 read -r blocks avail files < <(stat -f -c '%b %a %c' "$mnt")
 check "statfs reports blocks, free blocks and inodes" test "$blocks" -gt 0 -a "$avail" -gt 0 -a "$files" -gt 100000
 
+# --- readahead -------------------------------------------------------------------
+# The daemon (root here) widens the kernel's 128 KiB readahead once INIT is answered.
+readahead_kb() { cat "/sys/class/bdi/$(mountpoint -d "$1")/read_ahead_kb"; }
+wait_readahead() { # wait_readahead MNT KIB: up to 5 s for the window to become KIB
+  for _ in $(seq 50); do [[ $(readahead_kb "$1") == "$2" ]] && break; sleep 0.1; done
+  readahead_kb "$1"
+}
+expect_eq "the mount's readahead window is 4 MiB by default" "4096" "$(wait_readahead "$mnt" 4096)"
+
 # --- persistence of all that, and the life cycle --------------------------------
 casfs_unmount "$store" "$mnt"
 casfs_mount "$store" "$mnt" -o allow_other,logfile="$WORK/daemon.log" || bail "remount failed"
@@ -154,14 +163,18 @@ expect_eq "with a message saying so" "1" "$(grep -c 'already mounted' "$LIB_OUT"
 check_fails "and nothing is mounted there" mountpoint -q "$WORK/second"
 mkdir -p "$WORK/not-a-store"
 check_fails "a directory that is not a store is refused" "$CASFS" mount "$WORK/not-a-store" "$WORK/second"
+check_fails "a readahead that is not whole KiB is refused" \
+  timeout 60 "$CASFS" mount "$store" "$WORK/second" -o readahead=1000
+expect_eq "with a message saying what it expects" "1" "$(grep -c 'whole number of KiB' "$LIB_OUT")"
 casfs_unmount "$store" "$mnt"
 
 # Mounted by a relative path, as a user types it: the daemon moves to /, so statfs
 # (df) and the free-space check must hold the store by its absolute path.
 lib_register "$store" "$mnt" ""
-(cd "$(dirname "$store")" && timeout -k 5 60 "$CASFS" mount "$(basename "$store")" "$mnt" -o ro) \
+(cd "$(dirname "$store")" && timeout -k 5 60 "$CASFS" mount "$(basename "$store")" "$mnt" -o ro,readahead=8M) \
   >"$WORK/relative.log" 2>&1 || bail "ro mount by a relative path failed: $(cat "$WORK/relative.log")"
 check "statfs works on a store mounted by a relative path" stat -f "$mnt"
+expect_eq "-o readahead=8M sets an 8 MiB window" "8192" "$(wait_readahead "$mnt" 8192)"
 out=$(touch "$mnt/new" 2>&1)
 expect_eq "a read-only mount refuses writes" "1" "$(grep -c 'Read-only file system' <<<"$out")"
 expect_eq "and reads" "public" "$(cat "$mnt/public")"
