@@ -152,11 +152,17 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
   const std::size_t n =
       static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), file_size - offset));
   const std::uint64_t end = offset + n;
-  std::fill_n(out.begin(), n, std::byte{0});  // holes
+  // What no extent covers is a hole, read as zeros.
+  auto zero = [&](std::uint64_t from, std::uint64_t to) {
+    if (from < to) std::memset(out.data() + (from - offset), 0, to - from);
+  };
 
   return for_file(ino, [&] {
     auto exts = overlapping(txn, ino, offset, end);
-    if (exts.empty()) return n;
+    if (exts.empty()) {
+      zero(offset, end);
+      return n;
+    }
     // For each extent: the part of its object this read needs, and where it goes.
     struct Want {
       std::uint64_t from = 0;  // within the object
@@ -168,12 +174,16 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
     std::vector<ObjectId> ids;
     wants.reserve(exts.size());
     ids.reserve(exts.size());
+    std::uint64_t covered = offset;
     for (const auto& e : exts) {
       const std::uint64_t from = std::max(offset, e.offset);
       const std::uint64_t to = std::min(end, e.end());
+      zero(covered, from);
+      covered = std::max(covered, to);
       wants.push_back(Want{from - e.offset, to - e.offset, out.data() + (from - offset), 0});
       ids.push_back(e.id);
     }
+    zero(covered, end);
     std::optional<StoreError> failure;
     ExtractSink sink;
     sink.data = [&](std::size_t i, std::span<const std::byte> bytes) {

@@ -9,7 +9,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <new>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -273,9 +275,22 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
+// One buffer per serving thread, kept from READ to READ. A fresh one per READ cost
+// more than the copy it receives: readahead READs are 1 MiB, above malloc's mmap
+// threshold, so each was mapped, zeroed page by page by the kernel and unmapped.
+std::span<std::byte> read_buffer(std::size_t size) {
+  thread_local std::unique_ptr<std::byte[]> buffer;
+  thread_local std::size_t capacity = 0;
+  if (capacity < size) {
+    buffer = std::make_unique_for_overwrite<std::byte[]>(size);
+    capacity = size;
+  }
+  return {buffer.get(), size};
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   handle(req, [&] {
-    std::vector<std::byte> buffer(size);
+    const std::span<std::byte> buffer = read_buffer(size);
     const std::size_t n = fs_of(req).read(ino, static_cast<std::uint64_t>(off), buffer);
     fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), n);
   });

@@ -72,6 +72,9 @@ constexpr unsigned kWorkersPerQueue = 4;
 bool may_block(std::uint32_t opcode) {
   return opcode == FUSE_READ || opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
 }
+// A READ this large is the kernel's readahead of a file read in sequence, which sends
+// the next READs of the window while this one is served: they must not wait for it.
+constexpr std::uint32_t kReadaheadRead = 256 << 10;
 // Room in front of every payload buffer, where a request's headers are put back
 // in front of its payload so that libfuse sees /dev/fuse's layout without a copy.
 constexpr std::size_t kHeadroom = 4096;
@@ -403,9 +406,12 @@ void FuseRing::serve(Queue& queue) {
         idle_waits = runnable_threads() <= online_cpus;
       }
     }
-    if (idle_waits) ::sched_setscheduler(0, SCHED_IDLE, &no_priority);
+    // With requests out at the workers, what wakes the thread next is most likely a
+    // worker's answer to commit, on a CPU that the workers and the caller keep busy.
+    const bool idle_wait = idle_waits && queue.handed_out == 0;
+    if (idle_wait) ::sched_setscheduler(0, SCHED_IDLE, &no_priority);
     const int rc = io_uring_submit_and_wait(&queue.ring, 1);
-    if (idle_waits) ::sched_setscheduler(0, SCHED_OTHER, &no_priority);
+    if (idle_wait) ::sched_setscheduler(0, SCHED_OTHER, &no_priority);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
       log::error("FUSE over io_uring: queue %u: %s", queue.qid, std::strerror(-rc));
       break;
@@ -507,7 +513,13 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
   entry.request_size = in.len;
   std::memcpy(entry.request, &in, sizeof in);
   std::memcpy(entry.request + sizeof in, header.op_in, op_size);
-  if (may_block(in.opcode) && !alone) {
+  bool hand_off = may_block(in.opcode) && !alone;
+  if (in.opcode == FUSE_READ && op_size >= sizeof(fuse_read_in)) {
+    fuse_read_in read;
+    std::memcpy(&read, header.op_in, sizeof read);
+    hand_off = hand_off || read.size >= kReadaheadRead;
+  }
+  if (hand_off) {
     ++queue.handed_out;
     {
       std::lock_guard lock(queue.mutex);
