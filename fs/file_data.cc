@@ -374,11 +374,13 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
       auto it = chunk_bytes.find(e.id);
       if (it == chunk_bytes.end()) continue;  // staged already
       pw.staged_bytes_.push_back(std::move(it->second));
+      pw.staged_ids_.push_back(e.id);
       chunk_bytes.erase(it);
       objects.emplace_back(pw.staged_bytes_.back());
     }
     chunk_bytes.clear();
-    if (stage && !objects.empty()) pw.insert_.emplace(store_.prepare_insert(objects));
+    if (stage && !objects.empty())
+      pw.insert_.emplace(store_.prepare_insert(objects, pw.staged_ids_));
     return pw;
   });
 }
@@ -398,9 +400,12 @@ void FileData::commit_write(LmdbTxn& txn, PendingWrite& pending) {
 void FileData::stage(WriteBatch& batch) {
   if (batch.insert_) throw FsError(EINVAL, "write batch staged already");
   std::vector<std::span<const std::byte>> objects;
-  for (const PendingWrite& w : batch.writes_)
+  std::vector<ObjectId> ids;
+  for (const PendingWrite& w : batch.writes_) {
     for (const auto& bytes : w.staged_bytes_) objects.emplace_back(bytes);
-  if (!objects.empty()) batch.insert_.emplace(store_.prepare_insert(objects));
+    ids.insert(ids.end(), w.staged_ids_.begin(), w.staged_ids_.end());
+  }
+  if (!objects.empty()) batch.insert_.emplace(store_.prepare_insert(objects, ids));
 }
 
 void FileData::commit(LmdbTxn& txn, WriteBatch& batch) {

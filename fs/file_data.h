@@ -73,6 +73,7 @@ class PendingWrite {
   std::uint64_t rechunked_bytes_ = 0;
   // One entry per distinct new object; prepare_insert needs the bytes until commit.
   std::vector<std::vector<std::byte>> staged_bytes_;
+  std::vector<ObjectId> staged_ids_;  // staged_bytes_'s, hashed once by prepare_write
   std::optional<PendingInsert> insert_;
   bool committed_ = false;
 };

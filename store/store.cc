@@ -134,7 +134,7 @@ Index& Store::index() {
 std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
     std::vector<Blob>& blobs) {
   for (auto& b : blobs) {
-    b.id = Sha256::of(b.data);
+    if (!b.id_known) b.id = Sha256::of(b.data);
     b.checksum = Xxh3::of(b.data);
   }
   // Which objects need their bytes written: absent from the index, first in batch.
@@ -280,11 +280,16 @@ std::vector<ObjectId> PendingInsert::ids() const {
   return ids;
 }
 
-PendingInsert Store::prepare_insert(std::span<const std::span<const std::byte>> objects) {
+PendingInsert Store::prepare_insert(std::span<const std::span<const std::byte>> objects,
+                                    std::span<const ObjectId> ids) {
+  if (!ids.empty() && ids.size() != objects.size())
+    throw StoreError(EINVAL, "prepare_insert: " + std::to_string(ids.size()) + " ids for " +
+                                 std::to_string(objects.size()) + " objects");
   auto state = std::make_unique<PendingInsert::State>();
   state->impl = impl_.get();
   state->gate = std::shared_lock(impl_->loose_gate);
-  for (auto data : objects) state->blobs.push_back(Blob{data, {}, 0});
+  for (std::size_t i = 0; i < objects.size(); ++i)
+    state->blobs.push_back(Blob{objects[i], ids.empty() ? ObjectId{} : ids[i], 0, !ids.empty()});
   state->written = impl_->write_new_objects(state->blobs);
   return PendingInsert(std::move(state));
 }

@@ -225,7 +225,13 @@ class Store {
   // a thread holding one must not start another insert (it could wait on gc, which
   // waits on it). Call prepare_insert before beginning the write transaction: the
   // writing and syncing should not hold LMDB's single writer lock.
-  PendingInsert prepare_insert(std::span<const std::span<const std::byte>> objects);
+  //
+  // `ids` are given when the caller has hashed the objects already (the filesystem
+  // hashes each chunk to compare it with a file's old extents): SHA-256 is the
+  // dearest step of an insert, and is then not done twice. ids[i] must be the
+  // SHA-256 of objects[i].
+  PendingInsert prepare_insert(std::span<const std::span<const std::byte>> objects,
+                               std::span<const ObjectId> ids = {});
   std::vector<InsertResult> commit_insert(LmdbTxn& txn, PendingInsert& pending,
                                           std::uint32_t refs = 1);
 

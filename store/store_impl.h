@@ -64,6 +64,7 @@ struct Blob {
   std::span<const std::byte> data;
   ObjectId id;
   std::uint64_t checksum = 0;
+  bool id_known = false;  // the caller hashed it; write_new_objects does not again
 };
 
 struct Store::Impl {

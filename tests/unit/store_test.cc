@@ -270,6 +270,41 @@ TEST_F(StoreTest, TwoPhaseInsertCommitsWithTheCallersOwnTable) {
   EXPECT_TRUE(store_->verify().clean());
 }
 
+TEST_F(StoreTest, TwoPhaseInsertTakesTheCallersHashes) {
+  std::string a = "hashed by the caller", b = "and this one too";
+  std::vector<std::span<const std::byte>> objects = {bytes_of(a), bytes_of(b), bytes_of(a)};
+  const std::vector<ObjectId> ids = {Sha256::of(bytes_of(a)), Sha256::of(bytes_of(b)),
+                                     Sha256::of(bytes_of(a))};
+  {
+    auto pending = store_->prepare_insert(objects, ids);
+    EXPECT_EQ(pending.ids(), ids);
+    auto txn = LmdbTxn::write(store_->env());
+    auto results = store_->commit_insert(txn, pending);
+    ASSERT_EQ(results.size(), 3u);
+    EXPECT_TRUE(results[0].added);
+    EXPECT_TRUE(results[1].added);
+    EXPECT_FALSE(results[2].added);
+    txn.commit();
+  }
+  reopen();
+  EXPECT_EQ(store_->read(ids[0]), std::vector<std::byte>(bytes_of(a).begin(), bytes_of(a).end()));
+  EXPECT_EQ(store_->read(ids[1]), std::vector<std::byte>(bytes_of(b).begin(), bytes_of(b).end()));
+  EXPECT_EQ(store_->stat(ids[0])->refcount, 2u);
+  EXPECT_TRUE(store_->verify().clean());
+
+  // As many ids as objects, or the call is refused before anything is written.
+  const std::size_t loose_before = count_files(dir_ / "loose");
+  std::string c = "with one id too few";
+  std::vector<std::span<const std::byte>> two = {bytes_of(c), bytes_of(a)};
+  try {
+    store_->prepare_insert(two, std::span(ids).first(1));
+    ADD_FAILURE() << "prepare_insert took 1 id for 2 objects";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), EINVAL);
+  }
+  EXPECT_EQ(count_files(dir_ / "loose"), loose_before);
+}
+
 TEST_F(StoreTest, ExtractManyReportsMissingObjectsOnly) {
   auto a = store_->insert(bytes_of("present"));
   ObjectId absent = Sha256::of(bytes_of("absent"));
