@@ -1,6 +1,8 @@
 // Filesystem: file contents. Reads overlay the file's dirty bytes on its stored
 // extents; writes land in the dirty buffer; write-out (flush_locked) turns the
-// buffer into chunks in the store and commits extents, size and times at once.
+// buffer into chunks in the store and commits extents, size and times at once. A
+// writer that fills the buffer writes it out behind the file's lock (write_behind),
+// so that a large file keeps streaming in while its earlier bytes are stored.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <unistd.h>
@@ -41,7 +43,7 @@ auto reading(std::uint64_t ino, F&& f) -> decltype(f()) {
 void Filesystem::open(std::uint64_t ino, bool truncate) {
   auto file = file_of(ino);
   if (truncate) {
-    std::unique_lock io(file->io);
+    auto io = lock_exclusive(*file);
     truncate_locked(ino, *file, 0, now_timespec());
   }
   std::lock_guard lock(live_mutex_);
@@ -81,13 +83,20 @@ std::size_t Filesystem::read(std::uint64_t ino, std::uint64_t offset, std::span<
                 std::byte{0});
     }
   });
+  if (file->writing) file->writing->overlay(offset, part);
   file->dirty.overlay(offset, part);
   return n;
 }
 
-void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t offset,
-                              std::span<const std::byte> data, Timespec now, bool needs_space) {
-  if (data.empty()) return;
+std::unique_lock<std::shared_mutex> Filesystem::lock_exclusive(OpenFile& file) {
+  std::unique_lock io(file.io);
+  file.written.wait(io, [&] { return !file.writing; });
+  return io;
+}
+
+bool Filesystem::write_locked(OpenFile& file, std::uint64_t offset, std::span<const std::byte> data,
+                              Timespec now, bool needs_space) {
+  if (data.empty()) return false;
   if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
     throw FsError(EFBIG, "write past the largest file size");
   if (needs_space) reserve_space(data.size());
@@ -106,20 +115,19 @@ void Filesystem::write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t o
       file.size = offset + data.size();
       file.size_changed = true;
     }
-    file.dirty_bytes = after;
+    file.dirty_bytes = after + (file.writing ? file.writing->bytes() : 0);
     if (options_.stamp_writes) file.mtime = file.ctime = now;
   }
-  if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit) {
-    flush_locked(ino, file);
-  } else if (dirty_total_ >= options_.dirty_total_limit / 2) {
-    flusher_wake_.notify_one();
-  }
+  if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit) return true;
+  if (dirty_total_ >= options_.dirty_total_limit / 2) flusher_wake_.notify_one();
+  return false;
 }
 
 void Filesystem::write(std::uint64_t ino, std::uint64_t offset, std::span<const std::byte> data) {
   auto file = file_of(ino);
   std::unique_lock io(file->io);
-  write_locked(ino, *file, offset, data, now_timespec(), /*needs_space=*/true);
+  if (write_locked(*file, offset, data, now_timespec(), /*needs_space=*/true))
+    write_behind(ino, *file, io);
 }
 
 void Filesystem::truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_t size,
@@ -196,8 +204,80 @@ void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
 }
 
 void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
-  std::unique_lock io(file->io);
+  auto io = lock_exclusive(*file);
   flush_locked(ino, *file);
+}
+
+void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
+                              std::unique_lock<std::shared_mutex>& io) {
+  file.written.wait(io, [&] { return !file.writing; });
+  // The one waited for may have taken this writer's bytes along.
+  if (file.dirty.bytes() < options_.dirty_file_limit && dirty_total_ < options_.dirty_total_limit)
+    return;
+  std::uint64_t new_size;
+  std::optional<Timespec> mtime, ctime;
+  {
+    std::lock_guard attr(file.attr);
+    new_size = file.size;
+    mtime = file.mtime;
+    ctime = file.ctime;
+  }
+  // Until the commit only writes change the file (everything else waits in
+  // lock_exclusive), so its stored state holds still and its size only grows.
+  file.writing = std::make_unique<DirtyBuffer>(std::move(file.dirty));
+  file.dirty.clear();
+  const DirtyBuffer& frozen = *file.writing;
+  const std::uint64_t stored_size = file.stored_size;
+  io.unlock();
+  std::exception_ptr failure;
+  std::optional<PendingWrite> pending;
+  try {
+    LmdbTxn snapshot = LmdbTxn::read(store_.env());
+    pending.emplace(data_.prepare_write(snapshot, ino, stored_size, new_size, frozen.ranges()));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  io.lock();
+  if (!failure) {
+    try {
+      const std::uint64_t allocated = allocated_after(file.stored_alloc, *pending);
+      queue_.write(
+          [&](LmdbTxn& txn) {
+            auto inode = namespace_.get(txn, ino);
+            if (!inode) return;  // freed meanwhile: nothing references the new chunks
+            data_.commit_write(txn, *pending);
+            store_written(*inode, new_size, allocated, mtime, ctime);
+            namespace_.put(txn, *inode);
+          },
+          Durability::kNow);
+      file.stored_size = new_size;
+      file.stored_alloc = allocated;
+      dirty_total_ -= frozen.bytes();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  if (failure) {
+    // Nothing is lost: the bytes go back under those written since.
+    const std::uint64_t before = frozen.bytes() + file.dirty.bytes();
+    DirtyBuffer merged = std::move(*file.writing);
+    for (const DirtyRange& r : file.dirty.ranges()) merged.write(r.offset, r.data);
+    file.dirty = std::move(merged);
+    dirty_total_ -= before - file.dirty.bytes();
+  }
+  file.writing.reset();
+  {
+    std::lock_guard attr(file.attr);
+    file.dirty_bytes = file.dirty.bytes();
+    if (!failure) {
+      file.size_changed = file.size != file.stored_size;
+      // Times set by writes since are newer, and stay to be stored.
+      if (file.mtime == mtime) file.mtime.reset();
+      if (file.ctime == ctime) file.ctime.reset();
+    }
+  }
+  file.written.notify_all();
+  if (failure) std::rethrow_exception(failure);
 }
 
 void Filesystem::fsync(std::uint64_t ino) {
@@ -266,7 +346,7 @@ void Filesystem::write_out(bool everything) {
       LmdbTxn snapshot = LmdbTxn::read(store_.env());
       for (; next < due.size() && bytes < kBatchBytes; ++next) {
         auto& [ino, file] = due[next];
-        std::unique_lock io(file->io);
+        auto io = lock_exclusive(*file);
         Member m{ino, file.get(), {}, 0, 0, {}, {}};
         {
           std::lock_guard attr(file->attr);
@@ -319,7 +399,7 @@ void Filesystem::fallocate(std::uint64_t ino, int mode, std::uint64_t offset,
   if (offset > kMaxFileSize || length > kMaxFileSize - offset)
     throw FsError(EFBIG, "fallocate past the largest file size");
   auto file = file_of(ino);
-  std::unique_lock io(file->io);
+  auto io = lock_exclusive(*file);
   const Timespec now = now_timespec();
   std::uint64_t size;
   {
@@ -336,7 +416,8 @@ void Filesystem::fallocate(std::uint64_t ino, int mode, std::uint64_t offset,
     for (std::uint64_t pos = offset; pos < zero_end; pos += kZeroPiece) {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kZeroPiece, zero_end - pos));
       // Zeros take no room once written out (holes), so a full disk does not stop them.
-      write_locked(ino, *file, pos, std::span(zeros).first(n), now, /*needs_space=*/false);
+      if (write_locked(*file, pos, std::span(zeros).first(n), now, /*needs_space=*/false))
+        flush_locked(ino, *file);
     }
   }
   if (!keep_size && end > size) {
@@ -380,8 +461,11 @@ std::uint64_t Filesystem::seek_data_hole(std::uint64_t ino, std::uint64_t offset
     for (const Extent& e : data_.extents(snapshot, ino))
       if (e.end() > offset && e.offset < size) data.emplace_back(e.offset, std::min(e.end(), size));
   }
-  for (const DirtyRange& r : file->dirty.ranges())
-    if (r.offset + r.data.size() > offset) data.emplace_back(r.offset, r.offset + r.data.size());
+  for (const DirtyBuffer* buffer : {file->writing.get(), &file->dirty})
+    if (buffer != nullptr)
+      for (const DirtyRange& r : buffer->ranges())
+        if (r.offset + r.data.size() > offset)
+          data.emplace_back(r.offset, r.offset + r.data.size());
   std::sort(data.begin(), data.end());
   if (whence == SEEK_DATA) {
     for (const auto& [start, end] : data)

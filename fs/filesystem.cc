@@ -187,7 +187,7 @@ void Filesystem::maybe_retire(std::uint64_t ino) {
   if (!unlinked) return;
   if (file) {
     // Wait out a write-out in progress; what is still dirty is not needed by anyone.
-    std::unique_lock io(file->io);
+    auto io = lock_exclusive(*file);
     dirty_total_ -= file->dirty.bytes();
     file->dirty.clear();
   }
@@ -236,7 +236,7 @@ Inode Filesystem::setattr(std::uint64_t ino, const AttrChanges& changes) {
   std::shared_ptr<OpenFile> file = changes.size ? file_of(ino) : find_file(ino);
   // Held across the update so that a write-out cannot store older times over these.
   std::unique_lock<std::shared_mutex> io;
-  if (file) io = std::unique_lock(file->io);
+  if (file) io = lock_exclusive(*file);
   const Timespec now = now_timespec();
   if (changes.size) truncate_locked(ino, *file, *changes.size, now);
 

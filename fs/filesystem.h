@@ -160,7 +160,12 @@ class Filesystem {
   struct OpenFile {
     // Shared for reads, exclusive for writes and write-out (held across a flush).
     std::shared_mutex io;
-    DirtyBuffer dirty;               // guarded by io
+    DirtyBuffer dirty;  // guarded by io
+    // A write-behind's bytes (see write_behind), moved out of `dirty`: reads see them
+    // under `dirty` until they are committed. Guarded by io; `written` is notified
+    // (io held) when it is gone.
+    std::unique_ptr<DirtyBuffer> writing;
+    std::condition_variable_any written;
     std::uint64_t stored_size = 0;   // guarded by io: the size the extents describe
     std::uint64_t stored_alloc = 0;  // guarded by io: the inode's allocated bytes
 
@@ -168,7 +173,7 @@ class Filesystem {
     // may take it): what getattr shows on top of the stored inode.
     mutable std::mutex attr;
     std::uint64_t size = 0;
-    std::uint64_t dirty_bytes = 0;
+    std::uint64_t dirty_bytes = 0;         // in `dirty` and `writing`
     bool size_changed = false;             // size differs from stored_size
     std::optional<Timespec> mtime, ctime;  // set by writes, stored at write-out
     std::chrono::steady_clock::time_point dirty_since{};
@@ -203,13 +208,23 @@ class Filesystem {
   std::shared_ptr<OpenFile> file_of(std::uint64_t ino);  // loads it if needed
   std::shared_ptr<OpenFile> find_file(std::uint64_t ino);
 
-  // The next three need file.io held exclusively by the caller.
-  void write_locked(std::uint64_t ino, OpenFile& file, std::uint64_t offset,
-                    std::span<const std::byte> data, Timespec now, bool needs_space);
+  // `file.io` held exclusively, once no write-behind runs on the file: all but plain
+  // writes need the file's bytes to hold still.
+  static std::unique_lock<std::shared_mutex> lock_exclusive(OpenFile& file);
+  // The next three need file.io held exclusively by the caller. write_locked returns
+  // whether the file (or all files together) now hold too many dirty bytes.
+  bool write_locked(OpenFile& file, std::uint64_t offset, std::span<const std::byte> data,
+                    Timespec now, bool needs_space);
   void truncate_locked(std::uint64_t ino, OpenFile& file, std::uint64_t size, Timespec now);
   // Writes out the file's dirty bytes, size and times into the store, durably.
   void flush_locked(std::uint64_t ino, OpenFile& file);
   void flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file);
+  // A writer past the dirty limit writes the file's dirty bytes out with `io`
+  // (held exclusively on entry and on return) released meanwhile, so that the
+  // kernel's other writes to the file fill a fresh buffer instead of waiting: chunking,
+  // hashing and writing objects overlap receiving the next bytes. One at a time per
+  // file; the next writer past the limit waits for it.
+  void write_behind(std::uint64_t ino, OpenFile& file, std::unique_lock<std::shared_mutex>& io);
   static std::uint64_t allocated_after(std::uint64_t allocated, const PendingWrite& write);
   static void store_written(Inode& inode, std::uint64_t size, std::uint64_t allocated,
                             const std::optional<Timespec>& mtime,

@@ -1,6 +1,8 @@
 // Named points inside multi-step maintenance jobs (pack, repack, gc) where crash
 // tests stop the process, to prove that the store is consistent after a crash at
-// every step. In normal runs no hook is installed and a failpoint costs one load.
+// every step; and before an insert writes objects, where a hook may throw to test
+// the callers' error paths. In normal runs no hook is installed and a failpoint
+// costs one load.
 #pragma once
 
 #include <functional>

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "store/failpoint.h"
 #include "store/object_check.h"
 #include "store/pack_format.h"
 #include "store/store_impl.h"
@@ -147,6 +148,7 @@ std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
       if (!index->get(txn, blobs[i].id)) to_write.push_back(i);
     }
   }
+  if (!to_write.empty()) failpoint("insert.write_objects");
 
   // New objects are created directly under their final names (O_EXCL), sparing a
   // rename each. A name that exists already is a crash's leftover, or another
