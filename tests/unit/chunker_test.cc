@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 #include <set>
 
 #include "store/error.h"
@@ -116,6 +117,39 @@ TEST(ChunkerTest, BoundariesAreFixedByTheFormat) {
                                  sizes.begin() + std::min<std::size_t>(4, sizes.size()));
   // Recorded from this implementation when the format was fixed.
   EXPECT_EQ(first, (std::vector<std::size_t>{90011, 50544, 70319, 74198}));
+}
+
+// Every cut the chunker makes, over many sizes of chunk and of data, odd and even
+// (so that cuts fall at every edge: the end of the minimum, the average, the maximum
+// and the data), random and low-entropy bytes, whole and in pieces, folded into one
+// digest per size. Recorded from the one-byte-at-a-time gear loop of the format's
+// definition: a faster loop must cut exactly where it did.
+std::uint64_t cuts_digest(const ChunkerParams& params, std::uint64_t seed) {
+  Chunker chunker(params);
+  std::mt19937_64 rng(seed);
+  std::uint64_t digest = 0;
+  for (int round = 0; round < 60; ++round) {
+    std::vector<std::byte> data(rng() % (3 * params.max_size) + 1);
+    const bool runs = round % 3 == 0;
+    for (auto& b : data) b = static_cast<std::byte>(runs ? rng() % 3 : rng());
+    for (bool at_end : {true, false}) {
+      std::span<const std::byte> rest(data);
+      while (!rest.empty()) {
+        const std::size_t cut = chunker.next_chunk(rest, at_end);
+        digest = digest * 1000003 ^ cut;
+        if (cut == 0) break;
+        rest = rest.subspan(cut);
+      }
+    }
+  }
+  return digest;
+}
+
+TEST(ChunkerTest, CutsOfManySizesAreFixedByTheFormat) {
+  EXPECT_EQ(cuts_digest(ChunkerParams{64, 128, 1000}, 1), 7396507870695241657u);
+  EXPECT_EQ(cuts_digest(ChunkerParams{65, 256, 777}, 2), 11947504530103494463u);
+  EXPECT_EQ(cuts_digest(ChunkerParams{100, 512, 4096}, 3), 7043770939295627773u);
+  EXPECT_EQ(cuts_digest(ChunkerParams{}, 4), 9523013098795174990u);
 }
 
 TEST(ChunkerTest, RejectsInconsistentSizes) {
