@@ -188,6 +188,13 @@ void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
     LmdbTxn snapshot = LmdbTxn::read(store_.env());
     return data_.prepare_write(snapshot, ino, file.stored_size, new_size, ranges);
   }();
+  commit_write_out(ino, file, pending, new_size, mtime, ctime);
+  finish_flush(file);
+}
+
+void Filesystem::commit_write_out(std::uint64_t ino, OpenFile& file, PendingWrite& pending,
+                                  std::uint64_t new_size, const std::optional<Timespec>& mtime,
+                                  const std::optional<Timespec>& ctime) {
   const std::uint64_t allocated = allocated_after(file.stored_alloc, pending);
   queue_.write(
       [&](LmdbTxn& txn) {
@@ -200,7 +207,6 @@ void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
       Durability::kNow);
   file.stored_size = new_size;
   file.stored_alloc = allocated;
-  finish_flush(file);
 }
 
 void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
@@ -240,18 +246,7 @@ void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
   io.lock();
   if (!failure) {
     try {
-      const std::uint64_t allocated = allocated_after(file.stored_alloc, *pending);
-      queue_.write(
-          [&](LmdbTxn& txn) {
-            auto inode = namespace_.get(txn, ino);
-            if (!inode) return;  // freed meanwhile: nothing references the new chunks
-            data_.commit_write(txn, *pending);
-            store_written(*inode, new_size, allocated, mtime, ctime);
-            namespace_.put(txn, *inode);
-          },
-          Durability::kNow);
-      file.stored_size = new_size;
-      file.stored_alloc = allocated;
+      commit_write_out(ino, file, *pending, new_size, mtime, ctime);
       dirty_total_ -= frozen.bytes();
     } catch (...) {
       failure = std::current_exception();

@@ -219,6 +219,11 @@ class Filesystem {
   // Writes out the file's dirty bytes, size and times into the store, durably.
   void flush_locked(std::uint64_t ino, OpenFile& file);
   void flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file);
+  // Commits a prepared write-out of one file (extents, size, times) and syncs it;
+  // updates the file's stored size and allocation.
+  void commit_write_out(std::uint64_t ino, OpenFile& file, PendingWrite& pending,
+                        std::uint64_t new_size, const std::optional<Timespec>& mtime,
+                        const std::optional<Timespec>& ctime);
   // A writer past the dirty limit writes the file's dirty bytes out with `io`
   // (held exclusively on entry and on return) released meanwhile, so that the
   // kernel's other writes to the file fill a fresh buffer instead of waiting: chunking,
