@@ -96,9 +96,7 @@ FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mo
 FuseMount::~FuseMount() {
   if (session_ == nullptr) return;
   if (mounted_) fuse_session_unmount(session_);
-  if (ring_) ring_->stop();  // no queue thread calls the hooks any more
-  context_->ring = nullptr;
-  ring_.reset();
+  detach_ring();
   fuse_session_destroy(session_);
 }
 
@@ -126,11 +124,15 @@ int FuseMount::run() {
   fuse_session_unmount(session_);
   mounted_ = false;
   // The kernel ends the ring's entries at unmount; its threads are joined here.
+  detach_ring();
+  // A signal number means a clean stop by SIGINT/SIGTERM/SIGHUP.
+  return rc < 0 ? 1 : 0;
+}
+
+void FuseMount::detach_ring() {
   if (ring_) ring_->stop();  // no queue thread calls the hooks any more
   context_->ring = nullptr;
   ring_.reset();
-  // A signal number means a clean stop by SIGINT/SIGTERM/SIGHUP.
-  return rc < 0 ? 1 : 0;
 }
 
 }  // namespace casfs

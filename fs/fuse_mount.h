@@ -28,6 +28,9 @@ class FuseMount {
   int run();
 
  private:
+  // Stops the ring's threads, then lets the session's hooks fall back to /dev/fuse.
+  void detach_ring();
+
   std::unique_ptr<FuseContext> context_;
   std::filesystem::path mountpoint_;
   fuse_session* session_ = nullptr;
