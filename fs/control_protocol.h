@@ -20,8 +20,9 @@
 // "started","ended","result"}; a failed job's result is {"error": …}. A request for a
 // kind of job that is already running answers with that job. The "status" object has
 // the keys of `casfs store status --json` plus the filesystem's: "mountpoint",
-// "logical_bytes", "dedup_ratio", "compression_ratio", "cache_hit_rate", "packer",
-// "jobs_running". A connection may carry any number of requests, one after another.
+// "logical_bytes", "dedup_ratio", "compression_ratio", "cache_hit_rate" (null before
+// any read or with the cache off), "cache" {"capacity","bytes","hits","misses"},
+// "packer", "jobs_running". A connection may carry any number of requests, one after another.
 #pragma once
 
 #include <fcntl.h>

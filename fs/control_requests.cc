@@ -118,7 +118,16 @@ json ControlRequests::status() {
   j["logical_bytes"] = s.logical_bytes;
   j["dedup_ratio"] = ratio(s.logical_bytes, s.raw_bytes());
   j["compression_ratio"] = ratio(s.raw_bytes(), s.stored_bytes());
-  j["cache_hit_rate"] = nullptr;  // there is no chunk cache yet
+  const ObjectCacheStats cache = store_.cache_stats();
+  const std::uint64_t lookups = cache.hits + cache.misses;
+  // null: nothing to rate (the cache is off, or nothing was read yet).
+  j["cache_hit_rate"] = cache.capacity == 0 || lookups == 0
+                            ? json(nullptr)
+                            : json(static_cast<double>(cache.hits) / static_cast<double>(lookups));
+  j["cache"] = {{"capacity", cache.capacity},
+                {"bytes", cache.bytes},
+                {"hits", cache.hits},
+                {"misses", cache.misses}};
   j["packer"] = packer_status();
   j["jobs_running"] = jobs_.running();
   return j;

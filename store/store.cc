@@ -76,7 +76,7 @@ void Store::init(const std::filesystem::path& dir, const StoreSettings& settings
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const OpenOptions& options) {
   auto config = StoreConfig::load(dir);
-  auto impl = std::make_unique<Impl>(dir, std::move(config));
+  auto impl = std::make_unique<Impl>(dir, std::move(config), options.cache_bytes);
   std::error_code ec;
   bool have_index = std::filesystem::exists(dir / "meta" / "data.mdb", ec);
   if (!have_index && !options.allow_missing_index) {
@@ -750,6 +750,7 @@ void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
             at, std::min<std::uint64_t>(avail, kRecordHeaderSize + info.stored_size));
         raw = decode_payload(info, check_record(info, rec), scratch);
       }
+      if (cache.keeps(raw.size())) cache.insert(info.id, raw);
       sink.data(slot, raw);
       sink.done(slot);
     } catch (const StoreError& e) {
@@ -766,6 +767,11 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink)
   {
     auto txn = LmdbTxn::read(*impl.env);
     for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (auto cached = impl.cache.find(ids[i])) {
+        sink.data(i, *cached);
+        sink.done(i);
+        continue;
+      }
       auto info = impl.index->get(txn, ids[i]);
       if (!info) {
         sink.error(i, StoreError(ENOENT, "object " + ids[i].hex() + " is not in the store"));
@@ -811,6 +817,10 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink)
 
 // ---------------------------------------------------------------------------------
 // References
+
+ObjectCacheStats Store::cache_stats() const {
+  return impl_->cache.stats();
+}
 
 void Store::add_ref(const ObjectId& id, std::uint64_t n) {
   auto txn = LmdbTxn::write(*impl_->env);

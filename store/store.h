@@ -22,6 +22,7 @@
 #include "store/compress.h"
 #include "store/error.h"
 #include "store/hash.h"
+#include "store/object_cache.h"
 
 namespace casfs {
 
@@ -165,6 +166,8 @@ struct OpenOptions {
   // Open even when meta/ is missing or belongs to another store, so that
   // rebuild_index() can recreate it. Everything else must wait for that rebuild.
   bool allow_missing_index = false;
+  // Room for the bytes of recently read objects (see object_cache.h); 0: none.
+  std::uint64_t cache_bytes = 64ull << 20;
 };
 
 class Store {
@@ -249,6 +252,8 @@ class Store {
   // Many objects: read in one pass ordered by (pack, offset), batched through the io
   // engine; the sink gets index = position in `ids`.
   void extract_many(std::span<const ObjectId> ids, const ExtractSink& sink);
+  // How extract_many's cache of recently read objects is doing.
+  ObjectCacheStats cache_stats() const;
 
   // --- references -----------------------------------------------------------
   // Throw StoreError(ENOENT) if the object is missing; release of an object whose

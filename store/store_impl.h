@@ -14,6 +14,7 @@
 #include "store/io_engine.h"
 #include "store/lmdb.h"
 #include "store/loose.h"
+#include "store/object_cache.h"
 #include "store/pack_file.h"
 #include "store/store.h"
 #include "store/store_config.h"
@@ -86,8 +87,10 @@ struct Store::Impl {
   // What Store::loose_added() reports.
   std::atomic<std::uint64_t> loose_added_objects{0};
   std::atomic<std::uint64_t> loose_added_bytes{0};
+  // Checked, decompressed bytes of recently read objects (extract_many only).
+  ObjectCache cache;
 
-  Impl(const std::filesystem::path& d, StoreConfig c)
+  Impl(const std::filesystem::path& d, StoreConfig c, std::uint64_t cache_bytes)
       // Absolute, so that paths built on it hold after the process changes directory
       // (the mount daemon moves to /).
       : dir(std::filesystem::absolute(d).lexically_normal()),
@@ -96,7 +99,8 @@ struct Store::Impl {
         io(make_io_engine(d)),
         loose(d),
         packs(d),
-        store_fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+        store_fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+        cache(cache_bytes) {
     if (!store_fd) throw_errno("cannot open " + d.string());
   }
 

@@ -66,6 +66,16 @@ std::string packer_line(const Json& p) {
   return line;
 }
 
+std::string cache_line(const Json& s) {
+  const Json& c = s.at("cache");
+  if (u64(c, "capacity") == 0) return "off (mounted with cache=0)";
+  const std::uint64_t lookups = u64(c, "hits") + u64(c, "misses");
+  return (lookups == 0 ? std::string("no reads yet")
+                       : percent(u64(c, "hits"), lookups) + " hit rate of " +
+                             std::to_string(lookups) + " object reads") +
+         "; " + format_bytes(u64(c, "bytes")) + " of " + format_bytes(u64(c, "capacity")) + " held";
+}
+
 int ctl_status(const CtlArgs& args) {
   ControlClient client = connect(args);
   const Json reply = client.call(Json{{"cmd", "status"}});
@@ -97,14 +107,7 @@ int ctl_status(const CtlArgs& args) {
   }
   std::cout << "packer:     " << packer_line(s.at("packer")) << '\n'
             << "jobs:       " << u64(s, "jobs_running") << " running\n"
-            << "cache:      "
-            << (s.at("cache_hit_rate").is_null()
-                    ? std::string("no chunk cache yet")
-                    : percent(
-                          static_cast<std::uint64_t>(s.at("cache_hit_rate").get<double>() * 1e6),
-                          1000000) +
-                          " hit rate")
-            << '\n';
+            << "cache:      " << cache_line(s) << '\n';
   return kExitOk;
 }
 

@@ -40,6 +40,7 @@ struct MountSettings {
   std::string logfile;
   std::optional<log::Level> loglevel;
   PackerOptions packer;
+  OpenOptions store;
 };
 
 double parse_seconds(const std::string& key, const std::string& value) {
@@ -117,6 +118,11 @@ MountSettings parse_options(const MountRequest& request) {
           throw CommandError("-o readahead=" + value +
                              ": expected a whole number of KiB up to 1G, or 0 for the "
                              "kernel's default");
+      } else if (key == "cache") {
+        // 0 turns the cache off; it lives in the daemon's memory, so keep it modest.
+        s.store.cache_bytes = value == "0" ? 0 : parse_count(key, value, /*size=*/true);
+        if (s.store.cache_bytes > (std::uint64_t{16} << 30))
+          throw CommandError("-o cache=" + value + ": expected at most 16G, or 0 for none");
       } else if (key == "nopacker") {
         s.packer.enabled = false;
       } else if (key == "logfile") {
@@ -156,7 +162,7 @@ int serve(const MountRequest& request, const MountSettings& settings,
   ::mallopt(M_MMAP_THRESHOLD, 256 << 10);
   std::unique_ptr<Store> store;
   try {
-    store = Store::open(request.store);
+    store = Store::open(request.store, settings.store);
   } catch (const StoreError& e) {
     if (e.code() == EBUSY)
       throw CommandError("cannot mount " + request.store + ": it is already mounted or in use (" +
@@ -286,7 +292,7 @@ void add_mount_command(CLI::App& app, Action& action) {
                   "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
                   "logfile=PATH, loglevel=error|warning|info|debug, pack_loose_objects=N, "
                   "pack_loose_bytes=BYTES, "
-                  "pack_age=SECONDS, nopacker, readahead=BYTES, uring)")
+                  "pack_age=SECONDS, nopacker, readahead=BYTES, cache=BYTES, uring)")
       ->take_all()
       ->allow_extra_args(false);
   cmd->callback([&action, request] { action = [request] { return mount_command(*request); }; });

@@ -157,20 +157,21 @@ dd if=/dev/urandom of="$M/big" bs=1M count=48 status=none
 check "flush" ctl flush "$M"
 check "status --json" ctl_json "$WORK/status.json" status "$M"
 expect_eq "status --json has casfs store status's keys and the filesystem's" \
-  "bytes cache_hit_rate compression_ratio dedup_ratio io_engine jobs_running logical_bytes mountpoint objects packer packs store" \
+  "bytes cache cache_hit_rate compression_ratio dedup_ratio io_engine jobs_running logical_bytes mountpoint objects packer packs store" \
   "$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1])))))' "$WORK/status.json")"
 expect_eq "  objects has loose, packed, total, unreferenced" "loose packed total unreferenced" \
   "$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["objects"])))' "$WORK/status.json")"
 expect_eq "  bytes has raw, stored, loose, packed_raw, packed_stored, pack_files, dead" \
   "dead loose pack_files packed_raw packed_stored raw stored" \
   "$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["bytes"])))' "$WORK/status.json")"
-expect_eq "  no chunk cache yet: cache_hit_rate is null" "None" "$(json_get "$WORK/status.json" cache_hit_rate)"
+expect_eq "  nothing read yet: cache_hit_rate is null" "None" "$(json_get "$WORK/status.json" cache_hit_rate)"
+expect_eq "  the cache's default size" $((64 << 20)) "$(json_get "$WORK/status.json" cache.capacity)"
 expect_eq "  the packer is off (nopacker)" "off" "$(json_get "$WORK/status.json" packer.state)"
 expect_lt "  flushed files are loose objects" 0 "$(json_get "$WORK/status.json" objects.loose)"
 expect_le "  logical bytes cover the raw bytes" "$(json_get "$WORK/status.json" bytes.raw)" \
   "$(json_get "$WORK/status.json" logical_bytes)"
 expect_output "status as text" 0 "^objects: .*loose.*packed" ctl status "$M"
-expect_output "  ... shows ratios, packer, jobs and cache" 0 "^cache: +no chunk cache yet" ctl status "$M"
+expect_output "  ... shows ratios, packer, jobs and cache" 0 "^cache: +no reads yet; 0 B of 64\.0 MiB held$" ctl status "$M"
 
 section "pack while files are read"
 casfs_remount "$S" "$M" -o nopacker || bail "remount" # nothing cached in the kernel
@@ -191,6 +192,18 @@ expect_lt "  at least one pack" 0 "$(json_get "$WORK/status.json" packs)"
 casfs_remount "$S" "$M" -o nopacker || bail "remount"
 (cd "$M" && tree_sums tree) >"$WORK/tree.sums"
 expect_same "after packing (and a remount) the tree reads back byte-identical" "$WORK/src.sums" "$WORK/tree.sums"
+check "status after reading the tree" ctl_json "$WORK/status.json" status "$M"
+expect_lt "  chunks were read through the cache" 0 "$(json_get "$WORK/status.json" cache.misses)"
+expect_lt "  and some kept there" 0 "$(json_get "$WORK/status.json" cache.bytes)"
+expect_output "  the text shows the hit rate" 0 "^cache: +[0-9.]+% hit rate of [1-9][0-9]* object reads; " \
+  ctl status "$M"
+casfs_remount "$S" "$M" -o nopacker,cache=0 || bail "remount with cache=0"
+(cd "$M" && tree_sums tree) >"$WORK/tree.sums"
+expect_same "with cache=0 the tree reads back byte-identical" "$WORK/src.sums" "$WORK/tree.sums"
+expect_output "  and status says the cache is off" 0 "^cache: +off \(mounted with cache=0\)$" \
+  ctl status "$M"
+expect_eq "  with no hit rate" "None" "$(status_of "$M" cache_hit_rate)"
+casfs_remount "$S" "$M" -o nopacker || bail "remount"
 
 section "gc and repack"
 total_before=$(status_of "$M" objects.total)

@@ -166,6 +166,9 @@ check_fails "a directory that is not a store is refused" "$CASFS" mount "$WORK/n
 check_fails "a readahead that is not whole KiB is refused" \
   timeout 60 "$CASFS" mount "$store" "$WORK/second" -o readahead=1000
 expect_eq "with a message saying what it expects" "1" "$(grep -c 'whole number of KiB' "$LIB_OUT")"
+check_fails "a cache size that is not a size is refused" \
+  timeout 60 "$CASFS" mount "$store" "$WORK/second" -o cache=lots
+expect_eq "with a message saying what it expects" "1" "$(grep -c '^casfs: -o cache=lots: expected a positive number of bytes' "$LIB_OUT")"
 casfs_unmount "$store" "$mnt"
 
 # Mounted by a relative path, as a user types it: the daemon moves to /, so statfs

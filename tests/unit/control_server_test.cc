@@ -152,9 +152,26 @@ TEST_F(ControlServerTest, StatusHasTheStoreKeysAndTheFilesystemOnes) {
   EXPECT_EQ(s["logical_bytes"], 2 * data.size());
   EXPECT_EQ(s["bytes"]["raw"], data.size());
   EXPECT_DOUBLE_EQ(s["dedup_ratio"].get<double>(), 2.0);
-  EXPECT_TRUE(s["cache_hit_rate"].is_null());
+  EXPECT_TRUE(s["cache_hit_rate"].is_null()) << "nothing read yet";
+  EXPECT_GT(s["cache"]["capacity"].get<std::uint64_t>(), 0u);
   EXPECT_EQ(s["packer"]["state"], "off");
   EXPECT_GT(s["objects"]["loose"].get<int>(), 0);
+
+  // b holds a's bytes: reading a then b reads each chunk from disk once, then from
+  // the cache.
+  std::vector<std::byte> got(data.size());
+  for (const char* name : {"a", "b"}) {
+    const auto ino = fs_->lookup(kRootIno, name)->ino;
+    fs_->open(ino, false);
+    EXPECT_EQ(fs_->read(ino, 0, got), data.size());
+    EXPECT_EQ(got, data);
+    fs_->release(ino);
+  }
+  s = client.call({{"cmd", "status"}})["status"];
+  EXPECT_DOUBLE_EQ(s["cache_hit_rate"].get<double>(), 0.5);
+  EXPECT_GT(s["cache"]["hits"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(s["cache"]["hits"], s["cache"]["misses"]);
+  EXPECT_EQ(s["cache"]["bytes"], data.size());
 }
 
 TEST_F(ControlServerTest, PackWaitStreamsProgressAndJobsListsIt) {

@@ -323,6 +323,47 @@ TEST_F(StoreTest, ExtractManyReportsMissingObjectsOnly) {
   EXPECT_THROW(store_->read(absent), StoreError);
 }
 
+// What extract_many read it keeps: read again, the bytes come from memory, as the
+// counts show and as an object whose file is gone meanwhile proves. With the cache
+// off the same second read goes to the disk and finds nothing.
+TEST_F(StoreTest, ExtractManyServesObjectsItReadRecentlyFromItsCache) {
+  std::mt19937_64 rng(testing::test_seed());
+  const auto bytes = random_bytes(rng, 50000);
+  const ObjectId id = store_->insert(bytes).id;
+  const auto path = dir_ / "loose" / id.hex().substr(0, 2) / id.hex().substr(2);
+  auto extract = [&](Store& store) {
+    std::vector<std::byte> got;
+    int errors = 0;
+    ExtractSink sink;
+    sink.data = [&](std::size_t, std::span<const std::byte> b) {
+      got.insert(got.end(), b.begin(), b.end());
+    };
+    sink.done = [](std::size_t) {};
+    sink.error = [&](std::size_t, const StoreError&) { ++errors; };
+    std::vector<ObjectId> ids = {id};
+    store.extract_many(ids, sink);
+    return errors == 0 ? got : std::vector<std::byte>{};
+  };
+
+  EXPECT_EQ(extract(*store_), bytes);
+  EXPECT_EQ(store_->cache_stats().misses, 1u);
+  EXPECT_EQ(store_->cache_stats().bytes, bytes.size());
+  const auto saved = tmp_.path() / "saved";
+  std::filesystem::copy_file(path, saved);
+  std::filesystem::remove(path);
+  EXPECT_EQ(extract(*store_), bytes);
+  EXPECT_EQ(store_->cache_stats().hits, 1u);
+  EXPECT_THROW(store_->read(id), StoreError) << "read() goes to the disk";
+
+  std::filesystem::copy_file(saved, path);
+  store_.reset();
+  store_ = Store::open(dir_, OpenOptions{.cache_bytes = 0});
+  EXPECT_EQ(extract(*store_), bytes);
+  std::filesystem::remove(path);
+  EXPECT_TRUE(extract(*store_).empty()) << "with the cache off, a missing file is an error";
+  EXPECT_EQ(store_->cache_stats().hits + store_->cache_stats().misses, 0u);
+}
+
 TEST_F(StoreTest, ReleaseBelowZeroIsRefusedAndChangesNothing) {
   auto a = store_->insert(bytes_of("x"));
   store_->release(a.id);
