@@ -341,6 +341,11 @@ void FuseRing::serve(Queue& queue) {
   ::pthread_setname_np(::pthread_self(), name.c_str());
   // Bound to its CPU, so that the requests of that CPU's processes are served there.
   // A CPU that is offline or outside this process's set keeps an unbound thread.
+  // The workers are not bound: they serve what may wait or take long, and must be
+  // free to run on the other CPUs meanwhile (bound beside this thread, a depth-16
+  // random read served a third fewer requests per second than /dev/fuse's threads).
+  cpu_set_t process_cpus;
+  if (::sched_getaffinity(0, sizeof process_cpus, &process_cpus) != 0) CPU_ZERO(&process_cpus);
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
   CPU_SET(queue.qid, &cpus);
@@ -375,8 +380,13 @@ void FuseRing::serve(Queue& queue) {
     io_uring_sqe_set_data(sqe, &queue.done);
   };
   watch_done();
-  for (unsigned i = 0; i < kWorkersPerQueue; ++i)
-    queue.workers.emplace_back([this, &queue] { work(queue); });
+  for (unsigned i = 0; i < kWorkersPerQueue; ++i) {
+    queue.workers.emplace_back([this, &queue, process_cpus] {
+      if (CPU_COUNT(&process_cpus) > 0)
+        (void)::sched_setaffinity(0, sizeof process_cpus, &process_cpus);
+      work(queue);
+    });
+  }
 
   // While it waits, the thread may be SCHED_IDLE. The replies it submits wake their
   // callers, and the scheduler puts a woken caller on a CPU that runs nothing but
