@@ -1,6 +1,7 @@
 // The fallback engine: plain blocking syscalls, spread over a small persistent thread
 // pool so that a batch still has several operations in flight at once.
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,9 +91,14 @@ void do_sync(int fd, bool data_only, int& result) {
 
 // Persistent workers that run queued jobs. Threads start on first use, so an engine
 // that only ever sees tiny batches (or serves as a fallback) costs no threads.
+// They start on whatever thread first posts, which may be bound to one CPU (the
+// mount daemon binds each FUSE queue's thread to its CPU); the workers take the
+// CPUs of the thread that made the pool instead, so that they spread over them.
 class ThreadPool {
  public:
-  explicit ThreadPool(unsigned threads) : size_(std::max(1u, threads)) {}
+  explicit ThreadPool(unsigned threads) : size_(std::max(1u, threads)) {
+    if (::sched_getaffinity(0, sizeof cpus_, &cpus_) != 0) CPU_ZERO(&cpus_);
+  }
   ~ThreadPool() {
     {
       std::lock_guard lock(mu_);
@@ -111,7 +117,12 @@ class ThreadPool {
       std::lock_guard lock(mu_);
       if (workers_.empty()) {
         workers_.reserve(size_);
-        for (unsigned i = 0; i < size_; ++i) workers_.emplace_back([this] { run(); });
+        for (unsigned i = 0; i < size_; ++i) {
+          workers_.emplace_back([this] {
+            if (CPU_COUNT(&cpus_) > 0) (void)::sched_setaffinity(0, sizeof cpus_, &cpus_);
+            run();
+          });
+        }
       }
       jobs_.push_back(std::move(job));
     }
@@ -134,6 +145,7 @@ class ThreadPool {
   }
 
   const unsigned size_;
+  cpu_set_t cpus_;  // where the workers may run
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
