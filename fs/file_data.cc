@@ -201,7 +201,7 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
     sink.error = [&](std::size_t, const StoreError& e) {
       if (!failure) failure = e;
     };
-    store_.extract_many(ids, sink);
+    store_.extract_many(ids, sink, Store::Cache::kUse);
     if (failure) throw *failure;
     return n;
   });

@@ -29,16 +29,28 @@ void ObjectCache::insert(const ObjectId& id, std::span<const std::byte> bytes) {
   // The copy is made outside the lock: readers of other objects in the shard go on.
   auto copy = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
   Shard& shard = shard_of(id);
+  const std::uint64_t cost = bytes.size() + kEntryOverhead;
   std::lock_guard lock(shard.mutex);
   if (shard.where.contains(id)) return;  // another reader cached it meanwhile
-  while (!shard.lru.empty() && shard.bytes + bytes.size() > shard_capacity_) {
-    shard.bytes -= shard.lru.back().bytes->size();
+  while (!shard.lru.empty() && shard.bytes + cost > shard_capacity_) {
+    shard.bytes -= shard.lru.back().bytes->size() + kEntryOverhead;
     shard.where.erase(shard.lru.back().id);
     shard.lru.pop_back();
   }
   shard.lru.push_front(Shard::Entry{id, std::move(copy)});
   shard.where.emplace(id, shard.lru.begin());
-  shard.bytes += bytes.size();
+  shard.bytes += cost;
+}
+
+void ObjectCache::erase(const ObjectId& id) {
+  if (capacity_ == 0) return;
+  Shard& shard = shard_of(id);
+  std::lock_guard lock(shard.mutex);
+  if (auto it = shard.where.find(id); it != shard.where.end()) {
+    shard.bytes -= it->second->bytes->size() + kEntryOverhead;
+    shard.lru.erase(it->second);
+    shard.where.erase(it);
+  }
 }
 
 ObjectCacheStats ObjectCache::stats() const {

@@ -5,8 +5,9 @@
 //
 // An object's id is the hash of its bytes, so an entry can never go stale: gc,
 // repack and packing move or drop where the bytes live, never what they are.
-// Entries are verified bytes, so a copy on disk damaged after it was cached is
-// found by verify, not by a read served from here.
+// Entries are bytes that passed the read's check. A copy on disk damaged after it
+// was cached is found by verify, which reads the disk and never this cache, and
+// the failed check drops the entry, so reads fail from then on as verify reports.
 #pragma once
 
 #include <array>
@@ -27,7 +28,7 @@ namespace casfs {
 struct ObjectCacheStats {
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
-  std::uint64_t bytes = 0;     // held now
+  std::uint64_t bytes = 0;     // held now, with each entry's overhead
   std::uint64_t capacity = 0;  // 0: caching is off
 };
 
@@ -44,10 +45,16 @@ class ObjectCache {
   // of its shard to make room. Objects larger than a shard's share are not kept:
   // one would flush everything else.
   void insert(const ObjectId& id, std::span<const std::byte> bytes);
+  void erase(const ObjectId& id);
   // Whether an object of this size would be kept (callers skip the copy otherwise).
   bool keeps(std::uint64_t size) const { return size > 0 && size <= max_object_; }
 
   ObjectCacheStats stats() const;
+
+  // What an entry costs beyond its bytes (list and map nodes, the shared_ptr's
+  // control block, the vector, malloc's rounding), charged against the capacity so
+  // that a cache of many small objects stays near its size in memory too.
+  static constexpr std::uint64_t kEntryOverhead = 256;
 
  private:
   // Shards by the id's first byte keep readers on different objects from queueing

@@ -654,7 +654,8 @@ void Store::extract(const ObjectId& id,
 }
 
 void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
-                                std::span<const std::size_t> order, const ExtractSink& sink) {
+                                std::span<const std::size_t> order, const ExtractSink& sink,
+                                bool use_cache) {
   // Packed records: coalesce neighbours into one read.
   struct Range {
     int fd;
@@ -750,16 +751,20 @@ void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
             at, std::min<std::uint64_t>(avail, kRecordHeaderSize + info.stored_size));
         raw = decode_payload(info, check_record(info, rec), scratch);
       }
-      if (cache.keeps(raw.size())) cache.insert(info.id, raw);
+      if (use_cache && cache.keeps(raw.size())) cache.insert(info.id, raw);
       sink.data(slot, raw);
       sink.done(slot);
     } catch (const StoreError& e) {
+      // A copy cached before the disk's went bad goes too: once a check has found
+      // the damage (verify does), reads fail as verify says they do.
+      cache.erase(info.id);
       sink.error(slot, e);
     }
   }
 }
 
-void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink) {
+void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink, Cache cache) {
+  const bool use_cache = cache == Cache::kUse;
   auto& impl = *impl_;
   std::vector<ObjectInfo> infos(ids.size());
   std::vector<std::size_t> order;
@@ -767,7 +772,7 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink)
   {
     auto txn = LmdbTxn::read(*impl.env);
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (auto cached = impl.cache.find(ids[i])) {
+      if (auto cached = use_cache ? impl.cache.find(ids[i]) : nullptr) {
         sink.data(i, *cached);
         sink.done(i);
         continue;
@@ -793,7 +798,7 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink)
   std::vector<std::size_t> batch;
   std::uint64_t batch_bytes = 0;
   auto flush = [&] {
-    if (!batch.empty()) impl.extract_batch(infos, batch, sink);
+    if (!batch.empty()) impl.extract_batch(infos, batch, sink, use_cache);
     batch.clear();
     batch_bytes = 0;
   };

@@ -166,8 +166,9 @@ struct OpenOptions {
   // Open even when meta/ is missing or belongs to another store, so that
   // rebuild_index() can recreate it. Everything else must wait for that rebuild.
   bool allow_missing_index = false;
-  // Room for the bytes of recently read objects (see object_cache.h); 0: none.
-  std::uint64_t cache_bytes = 64ull << 20;
+  // Room for the bytes of recently read objects (see object_cache.h), which
+  // extract_many uses when asked to; 0: none. The mount daemon sets it (-o cache=).
+  std::uint64_t cache_bytes = 0;
 };
 
 class Store {
@@ -251,7 +252,14 @@ class Store {
   void extract(const ObjectId& id, const std::function<void(std::span<const std::byte>)>& out);
   // Many objects: read in one pass ordered by (pack, offset), batched through the io
   // engine; the sink gets index = position in `ids`.
-  void extract_many(std::span<const ObjectId> ids, const ExtractSink& sink);
+  //
+  // With Cache::kUse, objects read recently come from memory (checked when they were
+  // read from the disk, and never stale: an id is its bytes' hash) and objects read
+  // now are kept there. Only for callers that name objects they hold references to
+  // (a hit skips the index), and never for checking the disk (verify, fsck).
+  enum class Cache { kBypass, kUse };
+  void extract_many(std::span<const ObjectId> ids, const ExtractSink& sink,
+                    Cache cache = Cache::kBypass);
   // How extract_many's cache of recently read objects is doing.
   ObjectCacheStats cache_stats() const;
 

@@ -87,7 +87,7 @@ struct Store::Impl {
   // What Store::loose_added() reports.
   std::atomic<std::uint64_t> loose_added_objects{0};
   std::atomic<std::uint64_t> loose_added_bytes{0};
-  // Checked, decompressed bytes of recently read objects (extract_many only).
+  // Checked, decompressed bytes of recently read objects (extract_many, on request).
   ObjectCache cache;
 
   Impl(const std::filesystem::path& d, StoreConfig c, std::uint64_t cache_bytes)
@@ -133,7 +133,7 @@ struct Store::Impl {
   void stream_loose(const ObjectInfo& info, int fd,
                     const std::function<void(std::span<const std::byte>)>& out);
   void extract_batch(std::span<const ObjectInfo> infos, std::span<const std::size_t> order,
-                     const ExtractSink& sink);
+                     const ExtractSink& sink, bool use_cache);
 
   // --- maintenance -----------------------------------------------------------------
   // The newest pack if it has room, else a new one (maintenance lock held).

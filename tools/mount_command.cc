@@ -40,7 +40,7 @@ struct MountSettings {
   std::string logfile;
   std::optional<log::Level> loglevel;
   PackerOptions packer;
-  OpenOptions store;
+  OpenOptions store{.cache_bytes = 64ull << 20};
 };
 
 double parse_seconds(const std::string& key, const std::string& value) {

@@ -174,7 +174,8 @@ expect_output "status as text" 0 "^objects: .*loose.*packed" ctl status "$M"
 expect_output "  ... shows ratios, packer, jobs and cache" 0 "^cache: +no reads yet; 0 B of 64\.0 MiB held$" ctl status "$M"
 
 section "pack while files are read"
-casfs_remount "$S" "$M" -o nopacker || bail "remount" # nothing cached in the kernel
+# Nothing cached in the kernel, nor in the daemon (cache=0): every read goes to the disk.
+casfs_remount "$S" "$M" -o nopacker,cache=0 || bail "remount"
 tree_sums "$M" >"$WORK/mnt.sums"
 rm -f "$WORK/stop"
 start_reader "$M" "$WORK/mnt.sums" "$WORK/stop" "$WORK/reader.out"

@@ -24,9 +24,10 @@ std::vector<std::byte> filled(std::size_t size, std::uint8_t value) {
   return std::vector<std::byte>(size, std::byte{value});
 }
 
-// 16 shards of 64 KiB: objects up to 16 KiB are kept, four of them per shard.
+// 16 shards of 64 KiB: objects up to 16 KiB are kept; four of this size fill a shard.
 constexpr std::uint64_t kCapacity = 1 << 20;
-constexpr std::size_t kObject = 16 << 10;
+constexpr std::size_t kObject = (16 << 10) - ObjectCache::kEntryOverhead;
+constexpr std::uint64_t kCost = kObject + ObjectCache::kEntryOverhead;
 
 TEST(ObjectCacheTest, ServesWhatWasInsertedAndCountsHitsAndMisses) {
   ObjectCache cache(kCapacity);
@@ -39,14 +40,14 @@ TEST(ObjectCacheTest, ServesWhatWasInsertedAndCountsHitsAndMisses) {
   const ObjectCacheStats s = cache.stats();
   EXPECT_EQ(s.hits, 1u);
   EXPECT_EQ(s.misses, 1u);
-  EXPECT_EQ(s.bytes, 100u);
+  EXPECT_EQ(s.bytes, 100u + ObjectCache::kEntryOverhead) << "an entry costs more than its bytes";
   EXPECT_EQ(s.capacity, kCapacity);
 }
 
 TEST(ObjectCacheTest, EvictsTheLeastRecentlyUsedToStayWithinItsBound) {
   ObjectCache cache(kCapacity);
   for (std::uint8_t n = 0; n < 4; ++n) cache.insert(id_in_first_shard(n), filled(kObject, n));
-  EXPECT_EQ(cache.stats().bytes, 4 * kObject);
+  EXPECT_EQ(cache.stats().bytes, 4 * kCost);
   // Using 0 makes 1 the least recently used: the fifth object pushes 1 out, not 0.
   ASSERT_NE(cache.find(id_in_first_shard(0)), nullptr);
   cache.insert(id_in_first_shard(4), filled(kObject, 4));
@@ -56,15 +57,20 @@ TEST(ObjectCacheTest, EvictsTheLeastRecentlyUsedToStayWithinItsBound) {
     ASSERT_NE(got, nullptr) << int(n);
     EXPECT_EQ(*got, filled(kObject, n));
   }
-  EXPECT_EQ(cache.stats().bytes, 4 * kObject);
+  EXPECT_EQ(cache.stats().bytes, 4 * kCost);
+  cache.erase(id_in_first_shard(0));
+  EXPECT_EQ(cache.find(id_in_first_shard(0)), nullptr);
+  EXPECT_EQ(cache.stats().bytes, 3 * kCost);
+  cache.erase(id_in_first_shard(0));  // gone already: nothing changes
+  EXPECT_EQ(cache.stats().bytes, 3 * kCost);
 }
 
 TEST(ObjectCacheTest, KeepsNothingTooLargeAndNothingWhenOff) {
   ObjectCache cache(kCapacity);
-  EXPECT_TRUE(cache.keeps(kObject));
-  EXPECT_FALSE(cache.keeps(kObject + 1));
+  EXPECT_TRUE(cache.keeps(16 << 10));
+  EXPECT_FALSE(cache.keeps((16 << 10) + 1));
   EXPECT_FALSE(cache.keeps(0));
-  cache.insert(id_in_first_shard(1), filled(kObject + 1, 1));
+  cache.insert(id_in_first_shard(1), filled((16 << 10) + 1, 1));
   EXPECT_EQ(cache.find(id_in_first_shard(1)), nullptr);
   EXPECT_EQ(cache.stats().bytes, 0u);
 

@@ -330,8 +330,10 @@ TEST_F(StoreTest, ExtractManyServesObjectsItReadRecentlyFromItsCache) {
   std::mt19937_64 rng(testing::test_seed());
   const auto bytes = random_bytes(rng, 50000);
   const ObjectId id = store_->insert(bytes).id;
+  store_.reset();
+  store_ = Store::open(dir_, OpenOptions{.cache_bytes = 64 << 20});
   const auto path = dir_ / "loose" / id.hex().substr(0, 2) / id.hex().substr(2);
-  auto extract = [&](Store& store) {
+  auto extract = [&](Store& store, Store::Cache cache = Store::Cache::kUse) {
     std::vector<std::byte> got;
     int errors = 0;
     ExtractSink sink;
@@ -341,19 +343,23 @@ TEST_F(StoreTest, ExtractManyServesObjectsItReadRecentlyFromItsCache) {
     sink.done = [](std::size_t) {};
     sink.error = [&](std::size_t, const StoreError&) { ++errors; };
     std::vector<ObjectId> ids = {id};
-    store.extract_many(ids, sink);
+    store.extract_many(ids, sink, cache);
     return errors == 0 ? got : std::vector<std::byte>{};
   };
 
   EXPECT_EQ(extract(*store_), bytes);
   EXPECT_EQ(store_->cache_stats().misses, 1u);
-  EXPECT_EQ(store_->cache_stats().bytes, bytes.size());
+  EXPECT_EQ(store_->cache_stats().bytes, bytes.size() + ObjectCache::kEntryOverhead);
   const auto saved = tmp_.path() / "saved";
   std::filesystem::copy_file(path, saved);
   std::filesystem::remove(path);
   EXPECT_EQ(extract(*store_), bytes);
   EXPECT_EQ(store_->cache_stats().hits, 1u);
   EXPECT_THROW(store_->read(id), StoreError) << "read() goes to the disk";
+  EXPECT_TRUE(extract(*store_, Store::Cache::kBypass).empty()) << "so does a bypassing read";
+  EXPECT_FALSE(store_->verify().clean()) << "verify checks the disk, not the cache";
+  EXPECT_TRUE(extract(*store_).empty()) << "a failed check drops the cached copy";
+  EXPECT_EQ(store_->cache_stats().bytes, 0u);
 
   std::filesystem::copy_file(saved, path);
   store_.reset();
