@@ -264,6 +264,30 @@ expect_same "the other files read fine" "$WORK/src.sums" "$WORK/tree.sums"
 expect_output "jobs shows the failed verify as done (it ran; it found problems)" 0 "verify +done .*problem" \
   ctl jobs "$M"
 
+# The same damage while mounted, to a file the daemon has just read and so holds in
+# its cache: verify reads the disk, finds it, and drops the cached copy.
+dd if=/dev/urandom of="$M/victim2" bs=1M count=2 status=none
+check "flush" ctl flush "$M"
+expect_output "pack victim2" 0 "^pack: packed [1-9]" ctl pack --wait "$M"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+check "victim2 reads while intact" t cat "$M/victim2"
+expect_lt "  through the daemon's cache" 0 "$(status_of "$M" cache.bytes)"
+pack=$(ls "$S/packs" | sort -n | tail -n 1)
+size=$(stat -c %s "$S/packs/$pack")
+python3 - "$S/packs/$pack" $((size - 300000)) <<'EOF2'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]))
+    b = f.read(1)
+    f.seek(int(sys.argv[2]))
+    f.write(bytes([b[0] ^ 0x40]))
+EOF2
+echo 3 >/proc/sys/vm/drop_caches
+expect_output "verify on the live mount finds the damage" 1 "used by $M/victim2$" ctl verify --wait "$M"
+expect_output "after that, reading victim2 fails with EIO, cache or not" 1 "Input/output error" \
+  t cat "$M/victim2"
+
 section "a killed daemon's stale socket"
 pid=$(head -c 32 "$S/run/lock" | tr -dc 0-9)
 kill -KILL "$pid"
