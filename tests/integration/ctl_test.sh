@@ -239,14 +239,13 @@ expect_eq "jobs lists this daemon's jobs, in order, all done" "verify:done pack:
 expect_output "jobs as text" 0 "^[0-9]+ +verify +done +[0-9]+/[0-9]+" ctl jobs "$M"
 
 section "a damaged pack"
-dd if=/dev/urandom of="$M/victim" bs=1M count=2 status=none
-check "flush" ctl flush "$M"
-expect_output "pack the victim (alone: everything else is packed)" 0 "^pack: packed [1-9]" ctl pack --wait "$M"
-pack=$(ls "$S/packs" | sort -n | tail -n 1)
-casfs_unmount "$S" "$M" || bail "unmount"
-size=$(stat -c %s "$S/packs/$pack")
-# The victim's records are the last ~2 MiB of the newest pack: flip a byte in them.
-python3 - "$S/packs/$pack" $((size - 300000)) <<'EOF'
+# A file of 2 MiB packed last has its records in the last ~2 MiB of the newest pack:
+# flip a byte in them.
+damage_newest_pack() {
+  local pack size
+  pack=$(ls "$S/packs" | sort -n | tail -n 1)
+  size=$(stat -c %s "$S/packs/$pack")
+  python3 - "$S/packs/$pack" $((size - 300000)) <<'EOF'
 import sys
 with open(sys.argv[1], "r+b") as f:
     f.seek(int(sys.argv[2]))
@@ -254,6 +253,12 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(int(sys.argv[2]))
     f.write(bytes([b[0] ^ 0x40]))
 EOF
+}
+dd if=/dev/urandom of="$M/victim" bs=1M count=2 status=none
+check "flush" ctl flush "$M"
+expect_output "pack the victim (alone: everything else is packed)" 0 "^pack: packed [1-9]" ctl pack --wait "$M"
+casfs_unmount "$S" "$M" || bail "unmount"
+damage_newest_pack
 casfs_mount "$S" "$M" -o nopacker || bail "mount"
 expect_output "verify --wait exits 1 and names the file using the bad object" 1 "used by $M/victim$" \
   ctl verify --wait "$M"
@@ -273,16 +278,7 @@ sync
 echo 3 >/proc/sys/vm/drop_caches
 check "victim2 reads while intact" t cat "$M/victim2"
 expect_lt "  through the daemon's cache" 0 "$(status_of "$M" cache.bytes)"
-pack=$(ls "$S/packs" | sort -n | tail -n 1)
-size=$(stat -c %s "$S/packs/$pack")
-python3 - "$S/packs/$pack" $((size - 300000)) <<'EOF2'
-import sys
-with open(sys.argv[1], "r+b") as f:
-    f.seek(int(sys.argv[2]))
-    b = f.read(1)
-    f.seek(int(sys.argv[2]))
-    f.write(bytes([b[0] ^ 0x40]))
-EOF2
+damage_newest_pack
 echo 3 >/proc/sys/vm/drop_caches
 expect_output "verify on the live mount finds the damage" 1 "used by $M/victim2$" ctl verify --wait "$M"
 expect_output "after that, reading victim2 fails with EIO, cache or not" 1 "Input/output error" \
