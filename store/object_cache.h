@@ -42,8 +42,8 @@ class ObjectCache {
   // The object's bytes, or null. Counts a hit or a miss.
   Bytes find(const ObjectId& id);
   // Copies `bytes` in as the object `id`, evicting the least recently used entries
-  // of its shard to make room. Objects larger than a shard's share are not kept:
-  // one would flush everything else.
+  // of its shard to make room. Objects larger than a quarter of a shard are not
+  // kept (see keeps): one would flush most of the others.
   void insert(const ObjectId& id, std::span<const std::byte> bytes);
   void erase(const ObjectId& id);
   // Whether an object of this size would be kept (callers skip the copy otherwise).

@@ -820,12 +820,12 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink,
   flush();
 }
 
-// ---------------------------------------------------------------------------------
-// References
-
 ObjectCacheStats Store::cache_stats() const {
   return impl_->cache.stats();
 }
+
+// ---------------------------------------------------------------------------------
+// References
 
 void Store::add_ref(const ObjectId& id, std::uint64_t n) {
   auto txn = LmdbTxn::write(*impl_->env);
