@@ -120,8 +120,8 @@ json ControlRequests::status() {
   j["compression_ratio"] = ratio(s.raw_bytes(), s.stored_bytes());
   const ObjectCacheStats cache = store_.cache_stats();
   const std::uint64_t lookups = cache.hits + cache.misses;
-  // null: nothing to rate (the cache is off, or nothing was read yet).
-  j["cache_hit_rate"] = cache.capacity == 0 || lookups == 0
+  // null: nothing to rate (nothing read yet; a cache that is off counts nothing).
+  j["cache_hit_rate"] = lookups == 0
                             ? json(nullptr)
                             : json(static_cast<double>(cache.hits) / static_cast<double>(lookups));
   j["cache"] = {{"capacity", cache.capacity},

@@ -46,7 +46,7 @@ class ObjectCache {
   // kept (see keeps): one would flush most of the others.
   void insert(const ObjectId& id, std::span<const std::byte> bytes);
   void erase(const ObjectId& id);
-  // Whether an object of this size would be kept (callers skip the copy otherwise).
+  // Whether insert keeps an object of this size.
   bool keeps(std::uint64_t size) const { return size > 0 && size <= max_object_; }
 
   ObjectCacheStats stats() const;

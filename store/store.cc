@@ -751,7 +751,7 @@ void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
             at, std::min<std::uint64_t>(avail, kRecordHeaderSize + info.stored_size));
         raw = decode_payload(info, check_record(info, rec), scratch);
       }
-      if (use_cache && cache.keeps(raw.size())) cache.insert(info.id, raw);
+      if (use_cache) cache.insert(info.id, raw);
       sink.data(slot, raw);
       sink.done(slot);
     } catch (const StoreError& e) {
