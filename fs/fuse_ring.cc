@@ -24,6 +24,7 @@
 #include <string>
 
 #include "fs/fuse_ops.h"
+#include "store/cpu_affinity.h"
 #include "store/log.h"
 
 namespace casfs {
@@ -344,8 +345,7 @@ void FuseRing::serve(Queue& queue) {
   // The workers are not bound: they serve what may wait or take long, and must be
   // free to run on the other CPUs meanwhile (bound beside this thread, a depth-16
   // random read served a third fewer requests per second than /dev/fuse's threads).
-  cpu_set_t process_cpus;
-  if (::sched_getaffinity(0, sizeof process_cpus, &process_cpus) != 0) CPU_ZERO(&process_cpus);
+  const CpuAffinity process_cpus = CpuAffinity::of_this_thread();
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
   CPU_SET(queue.qid, &cpus);
@@ -382,8 +382,7 @@ void FuseRing::serve(Queue& queue) {
   watch_done();
   for (unsigned i = 0; i < kWorkersPerQueue; ++i) {
     queue.workers.emplace_back([this, &queue, process_cpus] {
-      if (CPU_COUNT(&process_cpus) > 0)
-        (void)::sched_setaffinity(0, sizeof process_cpus, &process_cpus);
+      process_cpus.apply_to_this_thread();
       work(queue);
     });
   }

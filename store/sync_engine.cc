@@ -1,7 +1,6 @@
 // The fallback engine: plain blocking syscalls, spread over a small persistent thread
 // pool so that a batch still has several operations in flight at once.
 #include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/cpu_affinity.h"
 #include "store/file_io.h"
 #include "store/io_engine.h"
 #include "store/unique_fd.h"
@@ -96,9 +96,8 @@ void do_sync(int fd, bool data_only, int& result) {
 // CPUs of the thread that made the pool instead, so that they spread over them.
 class ThreadPool {
  public:
-  explicit ThreadPool(unsigned threads) : size_(std::max(1u, threads)) {
-    if (::sched_getaffinity(0, sizeof cpus_, &cpus_) != 0) CPU_ZERO(&cpus_);
-  }
+  explicit ThreadPool(unsigned threads)
+      : size_(std::max(1u, threads)), cpus_(CpuAffinity::of_this_thread()) {}
   ~ThreadPool() {
     {
       std::lock_guard lock(mu_);
@@ -119,7 +118,7 @@ class ThreadPool {
         workers_.reserve(size_);
         for (unsigned i = 0; i < size_; ++i) {
           workers_.emplace_back([this] {
-            if (CPU_COUNT(&cpus_) > 0) (void)::sched_setaffinity(0, sizeof cpus_, &cpus_);
+            cpus_.apply_to_this_thread();
             run();
           });
         }
@@ -145,7 +144,7 @@ class ThreadPool {
   }
 
   const unsigned size_;
-  cpu_set_t cpus_;  // where the workers may run
+  const CpuAffinity cpus_;  // where the workers may run
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
