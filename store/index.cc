@@ -1,7 +1,9 @@
 #include "store/index.h"
 
 #include <array>
+#include <vector>
 
+#include "store/block_sums.h"
 #include "store/byte_order.h"
 #include "store/error.h"
 
@@ -9,7 +11,10 @@ namespace casfs {
 
 namespace {
 
+// Version 1: the fixed part alone. Version 2: the fixed part, then one u32 per
+// block of the object (block_sums.h), as many as its raw size has blocks.
 constexpr std::uint8_t kObjectValueVersion = 1;
+constexpr std::uint8_t kObjectValueWithSums = 2;
 constexpr std::size_t kObjectValueSize = 48;
 constexpr std::uint8_t kPackValueVersion = 1;
 constexpr std::size_t kPackValueSize = 40;
@@ -18,9 +23,9 @@ Bytes id_key(const ObjectId& id) {
   return std::as_bytes(std::span(id.bytes));
 }
 
-std::array<std::byte, kObjectValueSize> encode_object(const ObjectInfo& info) {
-  std::array<std::byte, kObjectValueSize> v{};
-  v[0] = std::byte{kObjectValueVersion};
+std::vector<std::byte> encode_object(const ObjectInfo& info) {
+  std::vector<std::byte> v(kObjectValueSize + 4 * info.block_sums.size());
+  v[0] = std::byte{info.block_sums.empty() ? kObjectValueVersion : kObjectValueWithSums};
   v[1] = static_cast<std::byte>(info.tier);
   v[2] = static_cast<std::byte>(info.codec);
   put_le<std::uint32_t>(&v[4], info.pack_id);
@@ -29,28 +34,48 @@ std::array<std::byte, kObjectValueSize> encode_object(const ObjectInfo& info) {
   put_le<std::uint64_t>(&v[24], info.stored_size);
   put_le<std::uint64_t>(&v[32], info.checksum);
   put_le<std::uint64_t>(&v[40], info.refcount);
+  for (std::size_t b = 0; b < info.block_sums.size(); ++b)
+    put_le<std::uint32_t>(&v[kObjectValueSize + 4 * b], info.block_sums[b]);
   return v;
 }
 
 ObjectInfo decode_object(Bytes key, Bytes v) {
-  if (key.size() != 32 || v.size() != kObjectValueSize || v[0] != std::byte{kObjectValueVersion}) {
-    throw StoreError(EIO, "index entry has an unknown layout; run `casfs store rebuild-index`");
-  }
+  const auto unknown = [] {
+    return StoreError(EIO, "index entry has an unknown layout; run `casfs store rebuild-index`");
+  };
+  if (key.size() != 32 || v.size() < kObjectValueSize) throw unknown();
+  const bool with_sums = v[0] == std::byte{kObjectValueWithSums};
+  if (!with_sums && (v[0] != std::byte{kObjectValueVersion} || v.size() != kObjectValueSize))
+    throw unknown();
   ObjectInfo info;
   info.id = ObjectId::from_bytes(key);
   info.tier = static_cast<Tier>(v[1]);
   info.codec = static_cast<Codec>(v[2]);
-  if ((info.tier != Tier::kLoose && info.tier != Tier::kPacked) ||
-      (info.codec != Codec::kRaw && info.codec != Codec::kZstd)) {
-    throw StoreError(
-        EIO, "index entry for " + info.id.hex() + " is damaged; run `casfs store rebuild-index`");
-  }
   info.pack_id = get_le<std::uint32_t>(&v[4]);
   info.offset = get_le<std::uint64_t>(&v[8]);
   info.raw_size = get_le<std::uint64_t>(&v[16]);
   info.stored_size = get_le<std::uint64_t>(&v[24]);
   info.checksum = get_le<std::uint64_t>(&v[32]);
   info.refcount = get_le<std::uint64_t>(&v[40]);
+  const auto damaged = [&] {
+    return StoreError(
+        EIO, "index entry for " + info.id.hex() + " is damaged; run `casfs store rebuild-index`");
+  };
+  if ((info.tier != Tier::kLoose && info.tier != Tier::kPacked) ||
+      (info.codec != Codec::kRaw && info.codec != Codec::kZstd)) {
+    throw damaged();
+  }
+  if (with_sums) {
+    // Sums belong to raw bytes, one per block of them.
+    const std::uint64_t sums = (v.size() - kObjectValueSize) / 4;
+    if (info.codec != Codec::kRaw || (v.size() - kObjectValueSize) % 4 != 0 || sums == 0 ||
+        sums != block_count(info.raw_size)) {
+      throw damaged();
+    }
+    info.block_sums.resize(sums);
+    for (std::size_t b = 0; b < sums; ++b)
+      info.block_sums[b] = get_le<std::uint32_t>(&v[kObjectValueSize + 4 * b]);
+  }
   return info;
 }
 

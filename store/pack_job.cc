@@ -257,6 +257,8 @@ PackReport Store::pack(const ProgressFn& progress) {
         info->offset = at;
         info->stored_size = header.stored_size;
         info->checksum = header.payload_xxh3;
+        // A compressed payload can only be read whole; a raw one keeps its sums.
+        if (header.codec != Codec::kRaw) info->block_sums.clear();
         impl.index->put(txn, *info);
         pinfo.live_bytes += header.record_size();
         pinfo.live_records += 1;

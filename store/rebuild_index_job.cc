@@ -9,6 +9,7 @@
 
 #include <unordered_map>
 
+#include "store/block_sums.h"
 #include "store/object_check.h"
 #include "store/store_impl.h"
 
@@ -73,6 +74,11 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
       info.stored_size = h.stored_size;
       info.checksum = h.payload_xxh3;
       info.refcount = *refs;
+      if (h.codec == Codec::kRaw && impl.keeps_block_sums() && wants_block_sums(h.raw_size)) {
+        // Read whole a moment ago (its XXH3 checked), so the read cannot come up short.
+        if (auto sums = block_sums_of_range(fd->get(), offset + kRecordHeaderSize, h.raw_size))
+          info.block_sums = std::move(*sums);
+      }
       found.emplace(h.id, info);
       pinfo.live_bytes += h.record_size();
       pinfo.live_records += 1;
@@ -97,10 +103,14 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
           Sha256 sha;
           Xxh3 xxh;
           std::uint64_t size = 0;
+          // An object that gets block sums fits in the first piece.
+          static_assert(kStreamPiece >= kMaxSummedObject);
+          std::vector<std::uint32_t> first_piece_sums;
           while (std::size_t n = pread_full(fd.get(), buf, size)) {
             auto piece = std::span<const std::byte>(buf).first(n);
             sha.update(piece);
             xxh.update(piece);
+            if (size == 0 && impl.keeps_block_sums()) first_piece_sums = block_sums_of(piece);
             size += n;
           }
           if (sha.finish() != id) {
@@ -114,6 +124,7 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
           info.raw_size = info.stored_size = size;
           info.checksum = xxh.digest();
           info.refcount = *refs;
+          if (wants_block_sums(size)) info.block_sums = std::move(first_piece_sums);
           found.emplace(id, info);
           report.loose_objects += 1;
         });

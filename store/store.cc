@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "store/block_sums.h"
 #include "store/failpoint.h"
 #include "store/object_check.h"
 #include "store/pack_format.h"
@@ -137,6 +139,7 @@ std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
   for (auto& b : blobs) {
     if (!b.id_known) b.id = Sha256::of(b.data);
     b.checksum = Xxh3::of(b.data);
+    if (keeps_block_sums() && wants_block_sums(b.data.size())) b.block_sums = block_sums_of(b.data);
   }
   // Which objects need their bytes written: absent from the index, first in batch.
   std::vector<std::size_t> to_write;
@@ -234,6 +237,7 @@ std::vector<InsertResult> Store::Impl::index_objects(
     info.codec = Codec::kRaw;
     info.raw_size = info.stored_size = b.data.size();
     info.checksum = b.checksum;
+    info.block_sums = b.block_sums;
     info.refcount = refs;
     index->put(txn, info);
     results[i].added = true;
@@ -291,7 +295,7 @@ PendingInsert Store::prepare_insert(std::span<const std::span<const std::byte>> 
   state->impl = impl_.get();
   state->gate = std::shared_lock(impl_->loose_gate);
   for (std::size_t i = 0; i < objects.size(); ++i)
-    state->blobs.push_back(Blob{objects[i], ids.empty() ? ObjectId{} : ids[i], 0, !ids.empty()});
+    state->blobs.push_back(ids.empty() ? Blob(objects[i]) : Blob(objects[i], ids[i]));
   state->written = impl_->write_new_objects(state->blobs);
   return PendingInsert(std::move(state));
 }
@@ -324,7 +328,7 @@ std::vector<InsertResult> Store::insert_many(
       results.push_back(insert(*data, refs));
       continue;
     }
-    batch.push_back(Blob{*data, {}, 0});
+    batch.push_back(Blob(*data));
     batch_bytes += data->size();
     if (batch.size() >= kInsertBatchObjects || batch_bytes >= kInsertBatchBytes) flush();
   }
@@ -345,7 +349,7 @@ std::vector<InsertResult> Store::insert_many(std::span<const std::span<const std
 
 InsertResult Store::insert(std::span<const std::byte> data, std::uint32_t refs) {
   if (data.size() <= kInMemoryLimit) {
-    std::vector<Blob> one{Blob{data, {}, 0}};
+    std::vector<Blob> one{Blob(data)};
     return impl_->insert_batch(one, refs).front();
   }
   std::size_t pos = 0;
@@ -488,7 +492,7 @@ void Store::insert_files(std::span<const std::filesystem::path> paths, const Fil
     if (contents.empty()) return;
     std::vector<Blob> blobs;
     blobs.reserve(contents.size());
-    for (const auto& c : contents) blobs.push_back(Blob{c, {}, 0});
+    for (const auto& c : contents) blobs.push_back(Blob(c));
     try {
       auto results = impl_->insert_batch(blobs, refs);
       for (std::size_t k = 0; k < owners.size(); ++k) done(owners[k], &results[k], nullptr);
@@ -763,28 +767,145 @@ void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
   }
 }
 
+void Store::Impl::extract_blocks(std::span<const ObjectInfo> infos,
+                                 std::span<const BlockRead> reads, const DeliverAt& deliver,
+                                 const ExtractSink& whole) {
+  std::vector<std::vector<std::byte>> bufs(reads.size());
+  std::vector<std::int64_t> results(reads.size(), 0);
+  std::vector<std::shared_ptr<const UniqueFd>> pack_fds;
+  std::vector<ReadOp> pack_ops;
+  std::vector<std::size_t> pack_op_of;
+  std::vector<std::string> loose_paths;
+  loose_paths.reserve(reads.size());  // the ops point into these strings
+  std::vector<ReadFileOp> loose_ops;
+  std::vector<std::size_t> loose_op_of;
+  for (std::size_t k = 0; k < reads.size(); ++k) {
+    const BlockRead& r = reads[k];
+    const ObjectInfo& info = infos[r.slot];
+    bufs[k].resize(r.end - r.begin);
+    if (info.tier == Tier::kLoose) {
+      loose_paths.push_back(LooseTier::relative_path(info.id));
+      ReadFileOp op;
+      op.dir_fd = loose.dir_fd();
+      op.path = loose_paths.back().c_str();
+      op.offset = r.begin;
+      op.buf = bufs[k];
+      loose_ops.push_back(op);
+      loose_op_of.push_back(k);
+      continue;
+    }
+    try {
+      pack_fds.push_back(packs.open_read(info.pack_id));
+    } catch (const StoreError& e) {
+      results[k] = -e.code();
+      continue;
+    }
+    pack_ops.push_back(
+        ReadOp{pack_fds.back()->get(), info.offset + kRecordHeaderSize + r.begin, bufs[k], 0});
+    pack_op_of.push_back(k);
+  }
+  if (!pack_ops.empty()) io->read(pack_ops);
+  if (!loose_ops.empty()) io->read_files(loose_ops);
+  for (std::size_t j = 0; j < pack_ops.size(); ++j) results[pack_op_of[j]] = pack_ops[j].result;
+  for (std::size_t j = 0; j < loose_ops.size(); ++j) results[loose_op_of[j]] = loose_ops[j].result;
+
+  for (std::size_t k = 0; k < reads.size(); ++k) {
+    const BlockRead& r = reads[k];
+    const ObjectInfo& info = infos[r.slot];
+    const bool is_loose = info.tier == Tier::kLoose;
+    try {
+      if (results[k] == -ENOENT) {
+        // Packed or repacked since the look-up: read it from its new home.
+        read_object_retrying(info.id, [&](auto piece) { whole.data(r.slot, piece); });
+      } else if (results[k] < 0) {
+        throw StoreError(static_cast<int>(-results[k]),
+                         is_loose ? "cannot read loose object " + info.id.hex()
+                                  : "cannot read pack " + PackFiles::file_name(info.pack_id));
+      } else if (static_cast<std::uint64_t>(results[k]) != bufs[k].size()) {
+        throw corrupt_object(info.id,
+                             is_loose ? "loose file has the wrong size" : "record is truncated");
+      } else {
+        check_blocks(info, r.begin / kSumBlockSize, bufs[k]);
+        deliver(r.slot, r.begin, bufs[k]);
+      }
+      whole.done(r.slot);
+    } catch (const StoreError& e) {
+      cache.erase(info.id);  // as extract_batch does: a failed check drops any copy
+      whole.error(r.slot, e);
+    }
+  }
+}
+
 void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink, Cache cache) {
+  std::vector<ObjectPart> parts(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    parts[i] = ObjectPart{ids[i], 0, std::numeric_limits<std::uint64_t>::max()};
+  extract_parts(parts, sink, cache);
+}
+
+void Store::extract_parts(std::span<const ObjectPart> parts, const ExtractSink& sink, Cache cache) {
   const bool use_cache = cache == Cache::kUse;
   auto& impl = *impl_;
-  std::vector<ObjectInfo> infos(ids.size());
+  // Everything below hands over object bytes from some offset on; this cuts them
+  // down to the part asked for.
+  auto part_end = [&](std::size_t i) {
+    const auto& p = parts[i];
+    return p.length > std::numeric_limits<std::uint64_t>::max() - p.offset ? p.length
+                                                                           : p.offset + p.length;
+  };
+  const Impl::DeliverAt deliver = [&](std::size_t i, std::uint64_t at,
+                                      std::span<const std::byte> bytes) {
+    const std::uint64_t lo = std::max(at, parts[i].offset);
+    const std::uint64_t hi = std::min(at + bytes.size(), part_end(i));
+    if (lo < hi) sink.data(i, bytes.subspan(lo - at, hi - lo));
+  };
+  std::vector<std::uint64_t> delivered(parts.size(), 0);
+  ExtractSink whole;
+  whole.data = [&](std::size_t i, std::span<const std::byte> bytes) {
+    deliver(i, delivered[i], bytes);
+    delivered[i] += bytes.size();
+  };
+  whole.done = sink.done;
+  whole.error = sink.error;
+
+  std::vector<ObjectInfo> infos(parts.size());
   std::vector<std::size_t> order;
-  order.reserve(ids.size());
+  std::vector<Impl::BlockRead> block_reads;
+  order.reserve(parts.size());
   {
     auto txn = LmdbTxn::read(*impl.env);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (auto cached = use_cache ? impl.cache.find(ids[i]) : nullptr) {
-        sink.data(i, *cached);
-        sink.done(i);
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      if (auto cached = use_cache ? impl.cache.find(parts[i].id) : nullptr) {
+        whole.data(i, *cached);
+        whole.done(i);
         continue;
       }
-      auto info = impl.index->get(txn, ids[i]);
+      auto info = impl.index->get(txn, parts[i].id);
       if (!info) {
-        sink.error(i, StoreError(ENOENT, "object " + ids[i].hex() + " is not in the store"));
+        sink.error(i, StoreError(ENOENT, "object " + parts[i].id.hex() + " is not in the store"));
         continue;
       }
-      infos[i] = *info;
+      infos[i] = std::move(*info);
+      if (!infos[i].block_sums.empty()) {
+        // The blocks the part covers, if they are at most half of the object.
+        const std::uint64_t size = infos[i].raw_size;
+        const std::uint64_t first = std::min(parts[i].offset, size) / kSumBlockSize;
+        const std::uint64_t last =
+            (std::min(part_end(i), size) + kSumBlockSize - 1) / kSumBlockSize;
+        if (2 * (last - first) <= block_count(size)) {
+          block_reads.push_back(
+              Impl::BlockRead{i, first * kSumBlockSize, std::min(last * kSumBlockSize, size)});
+          continue;
+        }
+      }
       order.push_back(i);
     }
+  }
+  for (std::size_t from = 0; from < block_reads.size(); from += kReadBatchOps) {
+    impl.extract_blocks(infos,
+                        std::span<const Impl::BlockRead>(block_reads)
+                            .subspan(from, std::min(kReadBatchOps, block_reads.size() - from)),
+                        deliver, whole);
   }
   // Packs in file order first (sequential reads), then loose objects.
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -798,7 +919,7 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink,
   std::vector<std::size_t> batch;
   std::uint64_t batch_bytes = 0;
   auto flush = [&] {
-    if (!batch.empty()) impl.extract_batch(infos, batch, sink, use_cache);
+    if (!batch.empty()) impl.extract_batch(infos, batch, whole, use_cache);
     batch.clear();
     batch_bytes = 0;
   };
@@ -806,10 +927,10 @@ void Store::extract_many(std::span<const ObjectId> ids, const ExtractSink& sink,
     const ObjectInfo& info = infos[i];
     if (must_stream(info)) {
       try {
-        impl.read_object_retrying(info.id, [&](auto piece) { sink.data(i, piece); });
-        sink.done(i);
+        impl.read_object_retrying(info.id, [&](auto piece) { whole.data(i, piece); });
+        whole.done(i);
       } catch (const StoreError& e) {
-        sink.error(i, e);
+        whole.error(i, e);
       }
       continue;
     }

@@ -43,6 +43,9 @@ struct ObjectInfo {
   std::uint64_t stored_size = 0;  // payload bytes on disk
   std::uint64_t checksum = 0;     // XXH3-64 of the stored payload
   std::uint64_t refcount = 0;
+  // Raw objects only, and only some of them: one sum per 4 KiB block, for reading
+  // part of the object (see block_sums.h). Empty: the object is read whole.
+  std::vector<std::uint32_t> block_sums;
 };
 
 // Settings fixed when a store is created, kept in STORE/casfs.json.
@@ -140,6 +143,13 @@ struct ExtractSink {
   std::function<void(std::size_t index, std::span<const std::byte> bytes)> data;
   std::function<void(std::size_t index)> done;
   std::function<void(std::size_t index, const StoreError& error)> error;
+};
+
+// A byte range of one object, for Store::extract_parts.
+struct ObjectPart {
+  ObjectId id;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
 };
 
 // An insert whose index update goes into the caller's own write transaction, so
@@ -260,6 +270,13 @@ class Store {
   enum class Cache { kBypass, kUse };
   void extract_many(std::span<const ObjectId> ids, const ExtractSink& sink,
                     Cache cache = Cache::kBypass);
+  // Parts of objects: as extract_many, but the sink gets only each part's bytes
+  // (`length` bytes from `offset`, fewer where the object ends first). A part that
+  // needs at most half of an object that has block sums (block_sums.h) is read alone,
+  // its blocks checked against their sums, and not cached; other parts are cut from
+  // their whole object.
+  void extract_parts(std::span<const ObjectPart> parts, const ExtractSink& sink,
+                     Cache cache = Cache::kBypass);
   // How extract_many's cache of recently read objects is doing.
   ObjectCacheStats cache_stats() const;
 

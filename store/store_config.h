@@ -9,7 +9,10 @@
 
 namespace casfs {
 
-inline constexpr int kStoreFormatVersion = 1;
+// 1: the first format. 2: index entries of raw objects may carry per-block sums
+// (block_sums.h), which version 1's readers refuse. Stores keep the version they were
+// made with: this casfs reads both, and adds block sums only to version 2 stores.
+inline constexpr int kStoreFormatVersion = 2;
 
 struct StoreConfig {
   int version = kStoreFormatVersion;

@@ -62,10 +62,15 @@ class InsertGate {
 };
 
 struct Blob {
+  explicit Blob(std::span<const std::byte> d) : data(d) {}
+  // `known` is the bytes' SHA-256, taken by the caller.
+  Blob(std::span<const std::byte> d, const ObjectId& known) : data(d), id(known), id_known(true) {}
+
   std::span<const std::byte> data;
   ObjectId id;
   std::uint64_t checksum = 0;
-  bool id_known = false;  // the caller hashed it; write_new_objects does not again
+  bool id_known = false;                  // the caller hashed it; write_new_objects does not again
+  std::vector<std::uint32_t> block_sums;  // when the store keeps them for this object
 };
 
 struct Store::Impl {
@@ -104,6 +109,9 @@ struct Store::Impl {
     if (!store_fd) throw_errno("cannot open " + d.string());
   }
 
+  // Whether new index entries get per-block sums (format version 2 on).
+  bool keeps_block_sums() const { return config.version >= 2; }
+
   // --- inserting ---------------------------------------------------------------
   std::vector<InsertResult> insert_batch(std::vector<Blob>& blobs, std::uint32_t refs);
   // The two halves of insert_batch, for callers that commit in their own
@@ -134,6 +142,19 @@ struct Store::Impl {
                     const std::function<void(std::span<const std::byte>)>& out);
   void extract_batch(std::span<const ObjectInfo> infos, std::span<const std::size_t> order,
                      const ExtractSink& sink, bool use_cache);
+  // Reads and checks only some blocks of objects that have block sums: for each slot,
+  // object bytes [begin, end), begin a multiple of the block size, handed to
+  // deliver(slot, begin, bytes) and then whole.done(slot). An object that moved
+  // since its look-up is read whole from its new place into `whole`.
+  struct BlockRead {
+    std::size_t slot = 0;
+    std::uint64_t begin = 0;
+    std::uint64_t end = 0;
+  };
+  using DeliverAt = std::function<void(std::size_t slot, std::uint64_t object_offset,
+                                       std::span<const std::byte> bytes)>;
+  void extract_blocks(std::span<const ObjectInfo> infos, std::span<const BlockRead> reads,
+                      const DeliverAt& deliver, const ExtractSink& whole);
 
   // --- maintenance -----------------------------------------------------------------
   // The newest pack if it has room, else a new one (maintenance lock held).

@@ -595,16 +595,19 @@ TEST(StoreRepackTest, MergesEqualPacksIntoOneAndKeepsGeometricOnesApart) {
 
 TEST_F(StoreTest, RebuildIndexReproducesTheIndex) {
   std::mt19937_64 rng(testing::test_seed());
+  // Small objects, and chunk-sized ones that carry block sums, in both tiers.
   for (int i = 0; i < 300; ++i) store_->insert(random_bytes(rng, rng() % 3000));
+  for (int i = 0; i < 10; ++i) store_->insert(random_bytes(rng, 9000 + rng() % 100000));
   store_->pack();
   for (int i = 0; i < 50; ++i) store_->insert(compressible(rng, rng() % 3000 + 1));
+  for (int i = 0; i < 10; ++i) store_->insert(random_bytes(rng, 9000 + rng() % 100000));
   auto snapshot = [&] {
     std::vector<std::tuple<ObjectId, Tier, Codec, std::uint32_t, std::uint64_t, std::uint64_t,
-                           std::uint64_t, std::uint64_t, std::uint64_t>>
+                           std::uint64_t, std::uint64_t, std::vector<std::uint32_t>, std::uint64_t>>
         rows;
     store_->list([&](const ObjectInfo& i) {
       rows.emplace_back(i.id, i.tier, i.codec, i.pack_id, i.offset, i.raw_size, i.stored_size,
-                        i.checksum, i.refcount);
+                        i.checksum, i.block_sums, i.refcount);
     });
     return rows;
   };
@@ -626,7 +629,7 @@ TEST_F(StoreTest, RebuildIndexReproducesTheIndex) {
   ASSERT_EQ(rebuilt.size(), before.size());
   for (std::size_t i = 0; i < before.size(); ++i) {
     auto expected = before[i];
-    std::get<8>(expected) = 1;
+    std::get<9>(expected) = 1;
     EXPECT_EQ(rebuilt[i], expected);
   }
   auto status_after = store_->status();
