@@ -164,44 +164,38 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
       return n;
     }
     // For each extent: the part of its object this read needs, and where it goes.
-    struct Want {
-      std::uint64_t from = 0;  // within the object
-      std::uint64_t to = 0;
-      std::byte* dst = nullptr;
-      std::uint64_t seen = 0;  // object bytes delivered so far
-    };
-    std::vector<Want> wants;
-    std::vector<ObjectId> ids;
-    wants.reserve(exts.size());
-    ids.reserve(exts.size());
+    std::vector<ObjectPart> parts;
+    std::vector<std::byte*> dsts;
+    std::vector<std::uint64_t> got;  // bytes of each part delivered so far
+    parts.reserve(exts.size());
+    dsts.reserve(exts.size());
     std::uint64_t covered = offset;
     for (const auto& e : exts) {
       const std::uint64_t from = std::max(offset, e.offset);
       const std::uint64_t to = std::min(end, e.end());
       zero(covered, from);
       covered = std::max(covered, to);
-      wants.push_back(Want{from - e.offset, to - e.offset, out.data() + (from - offset), 0});
-      ids.push_back(e.id);
+      parts.push_back(ObjectPart{e.id, from - e.offset, to - from});
+      dsts.push_back(out.data() + (from - offset));
     }
     zero(covered, end);
+    got.assign(parts.size(), 0);
     std::optional<StoreError> failure;
     ExtractSink sink;
     sink.data = [&](std::size_t i, std::span<const std::byte> bytes) {
-      Want& w = wants[i];
-      const std::uint64_t lo = std::max(w.seen, w.from);
-      const std::uint64_t hi = std::min(w.seen + bytes.size(), w.to);
-      if (lo < hi) std::memcpy(w.dst + (lo - w.from), bytes.data() + (lo - w.seen), hi - lo);
-      w.seen += bytes.size();
+      std::memcpy(dsts[i] + got[i], bytes.data(), bytes.size());
+      got[i] += bytes.size();
     };
     sink.done = [&](std::size_t i) {
-      if (wants[i].seen != exts[i].length && !failure)
-        failure.emplace(EIO, "object " + ids[i].hex() + " has " + std::to_string(wants[i].seen) +
-                                 " bytes, its extent says " + std::to_string(exts[i].length));
+      // The store stops at the object's end: a short part means a short object.
+      if (got[i] != parts[i].length && !failure)
+        failure.emplace(EIO, "object " + parts[i].id.hex() + " is shorter than its extent (" +
+                                 std::to_string(exts[i].length) + " bytes)");
     };
     sink.error = [&](std::size_t, const StoreError& e) {
       if (!failure) failure = e;
     };
-    store_.extract_many(ids, sink, Store::Cache::kUse);
+    store_.extract_parts(parts, sink, Store::Cache::kUse);
     if (failure) throw *failure;
     return n;
   });
