@@ -901,6 +901,14 @@ void Store::extract_parts(std::span<const ObjectPart> parts, const ExtractSink& 
       order.push_back(i);
     }
   }
+  // Partial reads pay when every object of the request is read in part: a small
+  // random read. Beside whole objects (a large read, such as readahead's) they would
+  // be extra round trips, and a whole object read now serves the rest of it to the
+  // next request from the cache.
+  if (!order.empty()) {
+    for (const auto& r : block_reads) order.push_back(r.slot);
+    block_reads.clear();
+  }
   for (std::size_t from = 0; from < block_reads.size(); from += kReadBatchOps) {
     impl.extract_blocks(infos,
                         std::span<const Impl::BlockRead>(block_reads)

@@ -271,10 +271,10 @@ class Store {
   void extract_many(std::span<const ObjectId> ids, const ExtractSink& sink,
                     Cache cache = Cache::kBypass);
   // Parts of objects: as extract_many, but the sink gets only each part's bytes
-  // (`length` bytes from `offset`, fewer where the object ends first). A part that
-  // needs at most half of an object that has block sums (block_sums.h) is read alone,
-  // its blocks checked against their sums, and not cached; other parts are cut from
-  // their whole object.
+  // (`length` bytes from `offset`, fewer where the object ends first). When each part
+  // needs at most half of its object and every object has block sums (block_sums.h),
+  // only the blocks the parts cover are read, checked against their sums, and not
+  // cached; otherwise the parts are cut from whole objects.
   void extract_parts(std::span<const ObjectPart> parts, const ExtractSink& sink,
                      Cache cache = Cache::kBypass);
   // How extract_many's cache of recently read objects is doing.

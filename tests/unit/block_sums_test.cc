@@ -173,6 +173,24 @@ TEST_F(BlockSumsTest, DamageFailsTheReadsThatTouchItAndVerify) {
   }
   auto report = store_->verify();
   ASSERT_EQ(report.problems.size(), 2u);
+
+  // Beside a part that needs its whole object, every object is read whole (one
+  // round trip, and the whole objects can be cached): the damage is then found.
+  auto other_data = random_bytes(rng, 10000);
+  auto other = store_->insert(other_data).id;
+  const ObjectPart both[] = {{loose, 4096, 4096}, {other, 0, other_data.size()}};
+  std::vector<int> errors(2, 0);
+  std::vector<std::vector<std::byte>> got(2);
+  ExtractSink sink;
+  sink.data = [&](std::size_t i, std::span<const std::byte> b) {
+    got[i].insert(got[i].end(), b.begin(), b.end());
+  };
+  sink.done = [](std::size_t) {};
+  sink.error = [&](std::size_t i, const StoreError& e) { errors[i] = e.code(); };
+  store_->extract_parts(both, sink);
+  EXPECT_EQ(errors[0], EIO);
+  EXPECT_EQ(errors[1], 0);
+  EXPECT_EQ(got[1], other_data);
 }
 
 TEST_F(BlockSumsTest, VerifyFindsSumsThatDoNotMatchTheBytes) {
