@@ -73,10 +73,19 @@ class BlockSumsTest : public ::testing::Test {
   // Every interesting part of `data` reads back as the same slice of it.
   void expect_parts_read_right(const ObjectId& id, const std::vector<std::byte>& data) {
     const std::uint64_t n = data.size();
-    const std::pair<std::uint64_t, std::uint64_t> parts[] = {
-        {0, 1},           {4095, 2},       {5000, 4096},     {8192, 4096}, {n - 10, 100},
-        {n - 4096, 4096}, {0, n},          {n / 2, n},       {n + 5, 10},  {123, 0},
-        {0, UINT64_MAX},  {7, UINT64_MAX}, {12288, 3 * 4096}};
+    const std::pair<std::uint64_t, std::uint64_t> parts[] = {{0, 1},
+                                                             {4095, 2},
+                                                             {5000, 4096},
+                                                             {8192, 4096},
+                                                             {n - 10, 100},
+                                                             {n - 4096, 4096},
+                                                             {0, n},
+                                                             {n / 2, n},
+                                                             {n + 5, 10},
+                                                             {123, 0},
+                                                             {0, UINT64_MAX},
+                                                             {7, UINT64_MAX},
+                                                             {12288, 3 * kSumBlockSize}};
     for (auto [offset, length] : parts) {
       auto r = read_part(*store_, id, offset, length);
       ASSERT_FALSE(r.error) << offset << "+" << length << ": " << r.error->what();
@@ -107,7 +116,7 @@ TEST_F(BlockSumsTest, ObjectsBetweenTwoBlocksAndOneMebibyteGetThem) {
 
 TEST_F(BlockSumsTest, PartsReadRightFromLooseAndPackedObjects) {
   std::mt19937_64 rng(testing::test_seed());
-  auto data = random_bytes(rng, 17 * 4096 - 300);
+  auto data = random_bytes(rng, 17 * kSumBlockSize - 300);
   auto id = store_->insert(data).id;
   auto filler = store_->insert(random_bytes(rng, 100000)).id;
   ASSERT_FALSE(store_->stat(id)->block_sums.empty());
@@ -145,26 +154,27 @@ TEST_F(BlockSumsTest, CompressedObjectsLoseTheirSumsAndStillReadInParts) {
 // fail it (a whole read would), damage inside it does, and verify names the object.
 TEST_F(BlockSumsTest, DamageFailsTheReadsThatTouchItAndVerify) {
   std::mt19937_64 rng(testing::test_seed());
-  auto loose_data = random_bytes(rng, 16 * 4096);
-  auto packed_data = random_bytes(rng, 16 * 4096);
+  auto loose_data = random_bytes(rng, 16 * kSumBlockSize);
+  auto packed_data = random_bytes(rng, 16 * kSumBlockSize);
   auto packed = store_->insert(packed_data).id;
   store_->pack();
   auto loose = store_->insert(loose_data).id;
   const std::uint64_t damaged_block = 9;
-  flip_byte(loose_file(loose), damaged_block * 4096 + 17);
+  flip_byte(loose_file(loose), damaged_block * kSumBlockSize + 17);
   const auto info = *store_->stat(packed);
   ASSERT_EQ(info.codec, Codec::kRaw);
-  flip_byte(pack_file(packed), info.offset + kRecordHeaderSize + damaged_block * 4096 + 17);
+  flip_byte(pack_file(packed),
+            info.offset + kRecordHeaderSize + damaged_block * kSumBlockSize + 17);
 
   for (const auto& [id, data] : {std::pair{loose, loose_data}, std::pair{packed, packed_data}}) {
     auto before = read_part(*store_, id, 4096, 4096);
     ASSERT_FALSE(before.error) << before.error->what();
     EXPECT_EQ(before.bytes, slice(data, 4096, 4096));
-    auto after = read_part(*store_, id, 15 * 4096 - 10, 10);
+    auto after = read_part(*store_, id, 15 * kSumBlockSize - 10, 10);
     ASSERT_FALSE(after.error) << after.error->what();
-    EXPECT_EQ(after.bytes, slice(data, 15 * 4096 - 10, 10));
+    EXPECT_EQ(after.bytes, slice(data, 15 * kSumBlockSize - 10, 10));
 
-    auto hit = read_part(*store_, id, damaged_block * 4096 + 4000, 200);
+    auto hit = read_part(*store_, id, damaged_block * kSumBlockSize + 4000, 200);
     ASSERT_TRUE(hit.error);
     EXPECT_EQ(hit.error->code(), EIO);
     EXPECT_NE(std::string(hit.error->what()).find("block 9"), std::string::npos)
@@ -205,7 +215,7 @@ TEST_F(BlockSumsTest, VerifyFindsSumsThatDoNotMatchTheBytes) {
     txn.commit();
   }
   EXPECT_EQ(store_->read(id), data);  // whole reads check the object's own XXH3
-  auto part = read_part(*store_, id, 3 * 4096, 10);
+  auto part = read_part(*store_, id, 3 * kSumBlockSize, 10);
   ASSERT_TRUE(part.error);
   EXPECT_EQ(part.error->code(), EIO);
   auto report = store_->verify();
@@ -215,12 +225,14 @@ TEST_F(BlockSumsTest, VerifyFindsSumsThatDoNotMatchTheBytes) {
   // The index is the one at fault, and rebuilding it recomputes them from the bytes.
   store_->rebuild_index();
   EXPECT_TRUE(store_->verify().clean());
-  EXPECT_EQ(read_part(*store_, id, 3 * 4096, 10).bytes, slice(data, 3 * 4096, 10));
+  EXPECT_EQ(read_part(*store_, id, 3 * kSumBlockSize, 10).bytes,
+            slice(data, 3 * kSumBlockSize, 10));
 }
 
 TEST_F(BlockSumsTest, RebuildIndexRecomputesThemForLooseAndPackedObjects) {
   std::mt19937_64 rng(testing::test_seed());
   std::vector<ObjectId> ids;
+  ids.reserve(12);
   for (int i = 0; i < 6; ++i) ids.push_back(store_->insert(random_bytes(rng, 9000 + i * 20000)).id);
   store_->pack();
   for (int i = 0; i < 6; ++i) ids.push_back(store_->insert(random_bytes(rng, 9000 + i * 20000)).id);
