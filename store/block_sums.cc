@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "store/file_io.h"
 #include "store/hash.h"
 #include "store/object_check.h"
 
@@ -21,13 +20,6 @@ std::vector<std::uint32_t> block_sums_of(std::span<const std::byte> data) {
     sums.push_back(block_sum(data.subspan(at, std::min(kSumBlockSize, data.size() - at))));
   }
   return sums;
-}
-
-std::optional<std::vector<std::uint32_t>> block_sums_of_range(int fd, std::uint64_t offset,
-                                                              std::uint64_t size) {
-  std::vector<std::byte> buf(size);
-  if (pread_full(fd, buf, offset) != size) return std::nullopt;
-  return block_sums_of(buf);
 }
 
 void check_blocks(const ObjectInfo& info, std::uint64_t first_block,

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -35,11 +34,6 @@ inline std::uint64_t block_count(std::uint64_t raw_size) {
 
 // The low 32 bits of each block's XXH3-64, in order; the last block may be short.
 std::vector<std::uint32_t> block_sums_of(std::span<const std::byte> data);
-
-// The same for `size` bytes of `fd` at `offset` (an object at most 1 MiB long);
-// nullopt when the file ends first.
-std::optional<std::vector<std::uint32_t>> block_sums_of_range(int fd, std::uint64_t offset,
-                                                              std::uint64_t size);
 
 // Checks `data`, the object's bytes from block `first_block` on (whole blocks, the
 // last one ending at the object's end if it is short), against info.block_sums.

@@ -56,9 +56,21 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
     auto fd = impl.packs.open_read(pack_id);
     PackInfo pinfo{pack_id, 0, 0, 0, 0};
     auto scan = scan_pack(fd->get(), [&](std::uint64_t offset, const RecordHeader& h) {
-      // Check the payload before trusting the record.
-      bool good = xxh3_of_range(fd->get(), offset + kRecordHeaderSize, h.stored_size) ==
-                  std::optional<std::uint64_t>(h.payload_xxh3);
+      // Check the payload before trusting the record. A raw one that gets block sums
+      // (at most 1 MiB) is read once, for its check and its sums.
+      const std::uint64_t payload_at = offset + kRecordHeaderSize;
+      std::vector<std::uint32_t> sums;
+      bool good = false;
+      if (h.codec == Codec::kRaw && h.stored_size == h.raw_size && impl.keeps_block_sums() &&
+          wants_block_sums(h.raw_size)) {
+        std::vector<std::byte> payload(h.stored_size);
+        good = pread_full(fd->get(), payload, payload_at) == payload.size() &&
+               Xxh3::of(payload) == h.payload_xxh3;
+        if (good) sums = block_sums_of(payload);
+      } else {
+        good = xxh3_of_range(fd->get(), payload_at, h.stored_size) ==
+               std::optional<std::uint64_t>(h.payload_xxh3);
+      }
       auto refs = refcount_for(h.id);
       if (!good || !refs || found.contains(h.id)) {
         pinfo.dead_bytes += h.record_size();
@@ -74,11 +86,7 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
       info.stored_size = h.stored_size;
       info.checksum = h.payload_xxh3;
       info.refcount = *refs;
-      if (h.codec == Codec::kRaw && impl.keeps_block_sums() && wants_block_sums(h.raw_size)) {
-        // Read whole a moment ago (its XXH3 checked), so the read cannot come up short.
-        if (auto sums = block_sums_of_range(fd->get(), offset + kRecordHeaderSize, h.raw_size))
-          info.block_sums = std::move(*sums);
-      }
+      info.block_sums = std::move(sums);
       found.emplace(h.id, info);
       pinfo.live_bytes += h.record_size();
       pinfo.live_records += 1;
