@@ -19,19 +19,21 @@ mkdir -p "$mnt"
 printf 'hello\n' >"$mnt/small"
 head -c 300000 /dev/urandom >"$mnt/random"
 seq 8000 | sed 's/^/casfs compresses this line /' >"$mnt/text"
+head -c 3000000 /dev/urandom >"$mnt/many-chunks" # dozens of new chunks: an intake pack
 mkdir "$mnt/dir" && ln -s ../small "$mnt/dir/link"
 setfacl -m u:65534:r "$mnt/small" 2>/dev/null || true
 fusermount3 -u "$mnt"
 timeout 60 flock "$store/run/lock" true
+mkdir "$work/intake" && cp "$store"/packs/*.pack "$work/intake/" # before pack removes them
 "$casfs" store pack "$store" >/dev/null
 
 # Inputs that once crashed a parser (regression-*) stay.
 mkdir -p "$out"/{pack_record,index_value,store_config,control_request}
 find "$out" -type f ! -name 'regression-*' -delete
 
-python3 - "$store" "$out" <<'PY'
+python3 - "$store" "$out" "$work/intake" <<'PY'
 import glob, os, subprocess, sys
-store, out = sys.argv[1], sys.argv[2]
+store, out, intake = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def put(target, name, data):
     with open(os.path.join(out, target, name), "wb") as f:
@@ -41,16 +43,28 @@ def put(target, name, data):
 for path in sorted(glob.glob(os.path.join(store, "packs", "*.pack"))):
     data = open(path, "rb").read()
     put("pack_record", "pack-head", data[:16 + 72 + 64])
-    at, n = 16, 0
-    while at + 72 <= len(data) and n < 8:
+    # Up to four whole small records and four headers of large ones.
+    at, whole, headers = 16, 0, 0
+    while at + 72 <= len(data) and (whole < 4 or headers < 4):
         stored = int.from_bytes(data[at + 48:at + 56], "little")
         record = data[at:at + 72 + stored]
-        if len(record) <= 4096:
-            put("pack_record", f"record-{n}", record)
-        else:
-            put("pack_record", f"record-{n}-header", record[:72])
+        if len(record) <= 4096 and whole < 4:
+            put("pack_record", f"record-{whole}", record)
+            whole += 1
+        elif len(record) > 4096 and headers < 4:
+            put("pack_record", f"record-{headers}-header", record[:72])
+            headers += 1
         at += 72 + stored
-        n += 1
+
+# Records of an intake pack (flag bit 0 set), the first two.
+for path in sorted(glob.glob(os.path.join(intake, "*.pack")))[:1]:
+    data = open(path, "rb").read()
+    assert data[16 + 5] == 1, "expected an intake pack's record"
+    at = 16
+    for n in range(2):
+        stored = int.from_bytes(data[at + 48:at + 56], "little")
+        put("pack_record", f"intake-record-{n}-header", data[at:at + 72])
+        at += 72 + stored
 
 # LMDB values: mdb_dump prints, per table, a header then key and value lines in hex.
 def table(name):
@@ -68,6 +82,8 @@ for i, (k, v) in enumerate([o for o in objects if o[1][0] == 1][:2] +
     put("index_value", f"objects-{i}", b"\x00" + k + v)
 for i, (k, v) in enumerate(table("packs")[:2]):
     put("index_value", f"packs-{i}", b"\x01" + k + v)
+    # The same entry marked as an intake pack (byte 1), as an insert writes them.
+    put("index_value", f"packs-{i}-intake", b"\x01" + k + v[:1] + b"\x01" + v[2:])
 for i, (k, v) in enumerate(table("inodes")[:4]):
     put("index_value", f"inodes-{i}", b"\x02" + v)
 for i, (k, v) in enumerate(table("extents")[:4]):
