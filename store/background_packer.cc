@@ -118,8 +118,8 @@ BackgroundPacker::Baseline BackgroundPacker::walk() {
   base.entries = object_count();
   base.added = store_.loose_added();
   StoreStatus s = store_.status();
-  base.objects = s.loose_objects;
-  base.bytes = s.loose_bytes;
+  base.objects = s.unpacked_objects();
+  base.bytes = s.unpacked_bytes();
   return base;
 }
 

@@ -2,9 +2,10 @@
 //
 // A loose object's entry is removed in one transaction, then its file is unlinked;
 // a packed object's entry is removed and its record counted as dead bytes in the
-// pack, for repack to reclaim. gc also removes files left behind by crashes: loose
-// files no entry names as loose (pack crashed before unlinking them, or an insert
-// crashed before indexing) and pack files no pack entry names.
+// pack, for repack (or, in an intake pack, pack) to reclaim. gc also removes files
+// left behind by crashes: loose files no entry names as loose (pack crashed before
+// unlinking them, or an insert crashed before indexing) and pack files no pack entry
+// names (an intake pack whose insert crashed before indexing it).
 #include <unordered_set>
 
 #include "store/failpoint.h"
@@ -17,16 +18,25 @@ constexpr std::size_t kGcBatch = 1024;
 }
 
 void Store::Impl::remove_orphan_packs() {
-  std::unordered_set<std::uint32_t> known;
+  // In this order: a file listed here that an insert is writing was registered in
+  // flight before it was created, and stays so until after the commit that puts
+  // its entry in the index; so it shows in one of the two sets read after.
+  const auto files = packs.list_files();
+  auto known = intake_in_flight.ids();
   {
     auto txn = LmdbTxn::read(*env);
     index->for_each_pack(txn, [&](const PackInfo& p) { known.insert(p.id); });
   }
-  for (std::uint32_t id : packs.list_files()) {
+  for (std::uint32_t id : files) {
     if (known.contains(id)) continue;
     // Only a file that is plainly a pack of ours, under its own name: anything else
     // (a damaged header, a newer format) is left for a person to look at.
-    auto fd = packs.open_read(id);
+    std::shared_ptr<const UniqueFd> fd;
+    try {
+      fd = packs.open_read(id);
+    } catch (const StoreError&) {
+      continue;  // gone meanwhile
+    }
     std::array<std::byte, kPackHeaderSize> bytes;
     auto header = pread_full(fd->get(), bytes, 0) == bytes.size() ? PackFileHeader::decode(bytes)
                                                                   : std::nullopt;

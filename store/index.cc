@@ -92,6 +92,11 @@ PackInfo decode_pack(Bytes key, Bytes v) {
   }
   PackInfo p;
   p.id = get_be32(key.data());
+  if (v[1] != std::byte{0} && v[1] != std::byte{1}) {
+    throw StoreError(EIO, "pack table entry " + std::to_string(p.id) +
+                              " is damaged; run `casfs store rebuild-index`");
+  }
+  p.intake = v[1] == std::byte{1};
   p.size = get_le<std::uint64_t>(&v[8]);
   p.live_bytes = get_le<std::uint64_t>(&v[16]);
   p.live_records = get_le<std::uint64_t>(&v[24]);
@@ -170,11 +175,15 @@ std::optional<PackInfo> Index::get_pack(const LmdbTxn& txn, std::uint32_t id) co
 void Index::put_pack(LmdbTxn& txn, const PackInfo& p) {
   std::array<std::byte, kPackValueSize> v{};
   v[0] = std::byte{kPackValueVersion};
+  // Byte 1 was reserved (zero) before intake packs: a casfs from then reads an intake
+  // pack as a regular one, which is correct, only never compressed.
+  v[1] = std::byte{p.intake ? std::uint8_t{1} : std::uint8_t{0}};
   put_le<std::uint64_t>(&v[8], p.size);
   put_le<std::uint64_t>(&v[16], p.live_bytes);
   put_le<std::uint64_t>(&v[24], p.live_records);
   put_le<std::uint64_t>(&v[32], p.dead_bytes);
   txn.put(packs_, pack_key(p.id), v);
+  if (p.id >= next_pack_id(txn)) put_meta(txn, "next_pack_id", std::to_string(p.id + 1));
 }
 
 void Index::erase_pack(LmdbTxn& txn, std::uint32_t id) {
@@ -199,11 +208,14 @@ void Index::put_meta(LmdbTxn& txn, std::string_view key, std::string_view value)
   txn.put(meta_, as_bytes(key), as_bytes(value));
 }
 
-std::uint32_t Index::allocate_pack_id(LmdbTxn& txn) {
-  std::uint32_t next = 1;
-  if (auto v = get_meta(txn, "next_pack_id")) next = static_cast<std::uint32_t>(std::stoul(*v));
-  put_meta(txn, "next_pack_id", std::to_string(next + 1));
-  return next;
+std::uint32_t Index::next_pack_id(const LmdbTxn& txn) const {
+  auto v = get_meta(txn, "next_pack_id");
+  if (!v) return 1;
+  try {
+    return static_cast<std::uint32_t>(std::stoul(*v));
+  } catch (const std::exception&) {
+    throw StoreError(EIO, "the index's next pack id is damaged; run `casfs store rebuild-index`");
+  }
 }
 
 void Index::clear_objects_and_packs(LmdbTxn& txn) {

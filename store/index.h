@@ -22,6 +22,9 @@ struct PackInfo {
   std::uint64_t live_bytes = 0;  // records the index points at (header + payload)
   std::uint64_t live_records = 0;
   std::uint64_t dead_bytes = 0;  // records nobody points at any more
+  // Raw records written by a batch insert, for pack() to compress into a regular
+  // pack; pack() removes the intake pack once it has moved every live record.
+  bool intake = false;
 };
 
 // The table values on their own, as read from LMDB (tests/fuzz feeds them arbitrary
@@ -49,6 +52,8 @@ class Index {
   std::uint64_t release(LmdbTxn& txn, const ObjectId& id, std::uint64_t n);
 
   std::optional<PackInfo> get_pack(const LmdbTxn& txn, std::uint32_t id) const;
+  // Also moves the recorded next pack id past info.id, so that no id an index has
+  // named is ever handed out again.
   void put_pack(LmdbTxn& txn, const PackInfo& info);
   void erase_pack(LmdbTxn& txn, std::uint32_t id);
   void for_each_pack(const LmdbTxn& txn, const std::function<void(const PackInfo&)>& visit) const;
@@ -56,8 +61,9 @@ class Index {
   std::optional<std::string> get_meta(const LmdbTxn& txn, std::string_view key) const;
   void put_meta(LmdbTxn& txn, std::string_view key, std::string_view value);
 
-  // Hands out pack ids that are never reused, even after a pack is removed.
-  std::uint32_t allocate_pack_id(LmdbTxn& txn);
+  // The lowest pack id no pack entry has ever had (1 in a new index). Pack ids are
+  // handed out in memory (Store::Impl::new_pack_id) from this and the files on disk.
+  std::uint32_t next_pack_id(const LmdbTxn& txn) const;
 
   // Empties the objects and packs tables (rebuild_index).
   void clear_objects_and_packs(LmdbTxn& txn);

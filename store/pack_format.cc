@@ -17,6 +17,7 @@ constexpr std::array<std::byte, 4> kRecordMagic{std::byte{'C'}, std::byte{'R'}, 
                                                 std::byte{'C'}};
 
 constexpr std::size_t kChecksummedBytes = 64;
+constexpr std::byte kIntakeFlag{1};
 
 }  // namespace
 
@@ -41,7 +42,8 @@ std::array<std::byte, kRecordHeaderSize> RecordHeader::encode() const {
   std::array<std::byte, kRecordHeaderSize> out{};
   std::copy(kRecordMagic.begin(), kRecordMagic.end(), out.begin());
   out[4] = static_cast<std::byte>(codec);
-  // Bytes 5..7 (flags, reserved) stay zero.
+  out[5] = intake ? kIntakeFlag : std::byte{0};
+  // Bytes 6..7 (reserved) stay zero.
   std::memcpy(out.data() + 8, id.bytes.data(), id.bytes.size());
   put_le<std::uint64_t>(out.data() + 40, raw_size);
   put_le<std::uint64_t>(out.data() + 48, stored_size);
@@ -66,11 +68,15 @@ std::optional<RecordHeader> RecordHeader::decode(std::span<const std::byte> byte
   }
   // Flags and reserved bits mean a writer newer than this reader; guessing is worse
   // than refusing.
-  if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0}) {
+  if ((bytes[5] & ~kIntakeFlag) != std::byte{0} || bytes[6] != std::byte{0} ||
+      bytes[7] != std::byte{0}) {
     return std::nullopt;
   }
   RecordHeader h;
   h.codec = static_cast<Codec>(codec_byte);
+  h.intake = bytes[5] == kIntakeFlag;
+  // Only raw records are taken in.
+  if (h.intake && h.codec != Codec::kRaw) return std::nullopt;
   h.id = ObjectId::from_bytes(bytes.subspan(8, 32));
   h.raw_size = get_le<std::uint64_t>(bytes.data() + 40);
   h.stored_size = get_le<std::uint64_t>(bytes.data() + 48);

@@ -10,7 +10,8 @@
 //   record header (72 bytes), all integers little-endian:
 //      0 u32  magic "CREC"
 //      4 u8   codec (0 raw, 1 zstd)
-//      5 u8   flags (0)
+//      5 u8   flags: bit 0 marks a record of an intake pack (intake_pack.h); the
+//             other bits are 0
 //      6 u16  reserved (0)
 //      8 u8[32] SHA-256 of the raw bytes (the object id)
 //     40 u64  raw size
@@ -47,14 +48,17 @@ struct PackFileHeader {
 
 struct RecordHeader {
   Codec codec = Codec::kRaw;
+  // Written into an intake pack: raw, awaiting pack(). It marks the pack as one on
+  // disk, so that rebuild_index knows it again.
+  bool intake = false;
   ObjectId id;
   std::uint64_t raw_size = 0;
   std::uint64_t stored_size = 0;
   std::uint64_t payload_xxh3 = 0;
 
   std::array<std::byte, kRecordHeaderSize> encode() const;
-  // nullopt when the magic or the header checksum is wrong, the codec is unknown,
-  // or the sizes are inconsistent (raw codec with stored != raw).
+  // nullopt when the magic or the header checksum is wrong, the codec or a flag is
+  // unknown, or the sizes are inconsistent (raw codec with stored != raw).
   static std::optional<RecordHeader> decode(std::span<const std::byte> bytes);
 
   std::uint64_t record_size() const { return kRecordHeaderSize + stored_size; }

@@ -56,6 +56,7 @@ RebuildReport Store::rebuild_index(const ProgressFn& progress) {
     auto fd = impl.packs.open_read(pack_id);
     PackInfo pinfo{pack_id, 0, 0, 0, 0};
     auto scan = scan_pack(fd->get(), [&](std::uint64_t offset, const RecordHeader& h) {
+      pinfo.intake = pinfo.intake || h.intake;  // an intake pack's records all say so
       // Check the payload before trusting the record. A raw one that gets block sums
       // (at most 1 MiB) is read once, for its check and its sums.
       const std::uint64_t payload_at = offset + kRecordHeaderSize;

@@ -111,6 +111,7 @@ RepackReport Store::repack(const RepackOptions& options, const ProgressFn& progr
   std::map<std::uint32_t, PackInfo> chosen;
   std::vector<PackInfo> mergeable;
   for (const auto& p : all) {
+    if (p.intake) continue;  // pack()'s: its records are to be compressed, not copied
     std::uint64_t body = p.size > kPackHeaderSize ? p.size - kPackHeaderSize : 0;
     if (p.dead_bytes > 0 &&
         static_cast<double>(p.dead_bytes) >= options.dead_threshold * static_cast<double>(body)) {
@@ -130,12 +131,7 @@ RepackReport Store::repack(const RepackOptions& options, const ProgressFn& progr
   std::sort(objects.begin(), objects.end(), [](const ObjectInfo& a, const ObjectInfo& b) {
     return std::tie(a.pack_id, a.offset) < std::tie(b.pack_id, b.offset);
   });
-  std::uint32_t dest_id;
-  {
-    auto txn = LmdbTxn::write(*impl.env);
-    dest_id = impl.index->allocate_pack_id(txn);
-    txn.commit();
-  }
+  const std::uint32_t dest_id = impl.new_pack_id();
   auto dest = PackAppender::create(impl.packs, dest_id);
 
   std::vector<Moved> moved;

@@ -1,4 +1,6 @@
 // status: counts objects, bytes and packs from the index.
+#include <unordered_set>
+
 #include "store/status_json.h"
 #include "store/store_impl.h"
 
@@ -9,10 +11,17 @@ StoreStatus Store::status() {
   StoreStatus s;
   s.io_engine = impl.io->name();
   auto txn = LmdbTxn::read(*impl.env);
+  std::unordered_set<std::uint32_t> intake;
+  impl.index->for_each_pack(txn, [&](const PackInfo& p) {
+    if (p.intake) intake.insert(p.id);
+  });
   impl.index->for_each(txn, [&](const ObjectInfo& info) {
     if (info.tier == Tier::kLoose) {
       s.loose_objects += 1;
       s.loose_bytes += info.raw_size;
+    } else if (intake.contains(info.pack_id)) {
+      s.intake_objects += 1;
+      s.intake_bytes += info.raw_size;
     } else {
       s.packed_objects += 1;
       s.packed_raw_bytes += info.raw_size;
@@ -24,6 +33,7 @@ StoreStatus Store::status() {
   });
   impl.index->for_each_pack(txn, [&](const PackInfo& p) {
     s.packs += 1;
+    if (p.intake) s.intake_packs += 1;
     s.pack_file_bytes += p.size;
     s.dead_bytes += p.dead_bytes;
   });
@@ -39,17 +49,20 @@ nlohmann::ordered_json status_json(const std::string& store_dir, const StoreStat
   j["store"] = store_dir;
   j["io_engine"] = s.io_engine;
   j["objects"] = {{"loose", s.loose_objects},
+                  {"intake", s.intake_objects},
                   {"packed", s.packed_objects},
-                  {"total", s.loose_objects + s.packed_objects},
+                  {"total", s.unpacked_objects() + s.packed_objects},
                   {"unreferenced", s.unreferenced_objects}};
   j["bytes"] = {{"raw", s.raw_bytes()},
                 {"stored", s.stored_bytes()},
                 {"loose", s.loose_bytes},
+                {"intake", s.intake_bytes},
                 {"packed_raw", s.packed_raw_bytes},
                 {"packed_stored", s.packed_stored_bytes},
                 {"pack_files", s.pack_file_bytes},
                 {"dead", s.dead_bytes}};
   j["packs"] = s.packs;
+  j["intake_packs"] = s.intake_packs;
   return j;
 }
 

@@ -88,6 +88,18 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const OpenO
   }
   impl->env = std::make_unique<LmdbEnv>(dir / "meta", /*create=*/true);
   impl->index = std::make_unique<Index>(*impl->env);
+  impl->format_version = impl->config.version;
+  impl->intake_min_objects = options.intake_min_objects;
+  {
+    std::uint32_t next = 1;
+    if (have_index) {
+      auto txn = LmdbTxn::read(*impl->env);
+      next = impl->index->next_pack_id(txn);
+    }
+    // A file the index never named (a crash's) keeps its id until gc removes it.
+    for (std::uint32_t id : impl->packs.list_files()) next = std::max(next, id + 1);
+    impl->next_pack_id = next;
+  }
   {
     std::optional<std::string> uuid;
     {
@@ -134,8 +146,7 @@ Index& Store::index() {
 // ---------------------------------------------------------------------------------
 // Inserting
 
-std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
-    std::vector<Blob>& blobs) {
+WrittenObjects Store::Impl::write_new_objects(std::vector<Blob>& blobs) {
   for (auto& b : blobs) {
     if (!b.id_known) b.id = Sha256::of(b.data);
     b.checksum = Xxh3::of(b.data);
@@ -151,7 +162,19 @@ std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
       if (!index->get(txn, blobs[i].id)) to_write.push_back(i);
     }
   }
-  if (!to_write.empty()) failpoint("insert.write_objects");
+  WrittenObjects written;
+  for (std::size_t i : to_write) written.ids.insert(blobs[i].id);
+  if (to_write.empty()) return written;
+  failpoint("insert.write_objects");
+  // Batches hold objects small enough to be in memory, which an intake pack's reader
+  // (pack()) counts on.
+  const std::size_t intake_from = intake_threshold();
+  if (intake_from > 0 && to_write.size() >= intake_from &&
+      std::all_of(to_write.begin(), to_write.end(),
+                  [&](std::size_t i) { return blobs[i].data.size() <= kInMemoryLimit; })) {
+    written.intake = write_intake_pack(blobs, to_write);
+    return written;
+  }
 
   // New objects are created directly under their final names (O_EXCL), sparing a
   // rename each. A name that exists already is a crash's leftover, or another
@@ -171,49 +194,51 @@ std::unordered_set<ObjectId, ObjectIdHash> Store::Impl::write_new_objects(
     ops[k].sync = per_file_sync;
     ops[k].unlink_on_failure = false;
   }
-  if (!ops.empty()) {
-    io->write_files(ops);
-    std::vector<std::string> temp_names;
-    std::vector<WriteFileOp> replace;
-    for (std::size_t k = 0; k < ops.size(); ++k) {
-      if (ops[k].result != -EEXIST) continue;
-      temp_names.push_back(loose.new_temp_name(blobs[to_write[k]].id));
-    }
-    for (std::size_t k = 0, t = 0; k < ops.size(); ++k) {
-      if (ops[k].result != -EEXIST) continue;
-      WriteFileOp op = ops[k];
-      op.path = temp_names[t++].c_str();
-      op.rename_dir_fd = loose.dir_fd();
-      op.rename_path = final_names[k].c_str();
-      op.unlink_on_failure = true;
-      // It replaces a file that may already be indexed: it must be on disk first.
-      op.sync = true;
-      replace.push_back(op);
-    }
-    if (!replace.empty()) io->write_files(replace);
-    for (std::size_t k = 0, r = 0; k < ops.size(); ++k) {
-      std::int64_t result = ops[k].result == -EEXIST ? replace[r++].result : ops[k].result;
-      if (result < 0) {
-        throw_errno(static_cast<int>(-result), "cannot write loose object " + final_names[k]);
-      }
-    }
-    // Object bytes are durable before the index entry that names them.
-    if (per_file_sync) {
-      for (std::size_t i : to_write) loose.sync_dir_of(blobs[i].id);
-    } else if (::syncfs(store_fd.get()) != 0) {
-      throw_errno("cannot sync the store's filesystem");
+  io->write_files(ops);
+  std::vector<std::string> temp_names;
+  std::vector<WriteFileOp> replace;
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    if (ops[k].result != -EEXIST) continue;
+    temp_names.push_back(loose.new_temp_name(blobs[to_write[k]].id));
+  }
+  for (std::size_t k = 0, t = 0; k < ops.size(); ++k) {
+    if (ops[k].result != -EEXIST) continue;
+    WriteFileOp op = ops[k];
+    op.path = temp_names[t++].c_str();
+    op.rename_dir_fd = loose.dir_fd();
+    op.rename_path = final_names[k].c_str();
+    op.unlink_on_failure = true;
+    // It replaces a file that may already be indexed: it must be on disk first.
+    op.sync = true;
+    replace.push_back(op);
+  }
+  if (!replace.empty()) io->write_files(replace);
+  for (std::size_t k = 0, r = 0; k < ops.size(); ++k) {
+    std::int64_t result = ops[k].result == -EEXIST ? replace[r++].result : ops[k].result;
+    if (result < 0) {
+      throw_errno(static_cast<int>(-result), "cannot write loose object " + final_names[k]);
     }
   }
-
-  std::unordered_set<ObjectId, ObjectIdHash> written;
-  for (std::size_t i : to_write) written.insert(blobs[i].id);
+  // Object bytes are durable before the index entry that names them.
+  if (per_file_sync) {
+    for (std::size_t i : to_write) loose.sync_dir_of(blobs[i].id);
+  } else if (::syncfs(store_fd.get()) != 0) {
+    throw_errno("cannot sync the store's filesystem");
+  }
   return written;
 }
 
-std::vector<InsertResult> Store::Impl::index_objects(
-    LmdbTxn& txn, const std::vector<Blob>& blobs,
-    std::unordered_set<ObjectId, ObjectIdHash>& written, std::uint32_t refs,
-    std::vector<ObjectId>& redundant_files) {
+std::vector<InsertResult> Store::Impl::index_objects(LmdbTxn& txn, const std::vector<Blob>& blobs,
+                                                     WrittenObjects& written, std::uint32_t refs,
+                                                     std::vector<ObjectId>& redundant_files) {
+  IntakeWrite* intake = written.intake.get();
+  PackInfo intake_info;
+  if (intake) {
+    intake_info.id = intake->pack_id();
+    intake_info.size = intake->size;
+    intake_info.intake = true;
+  }
+  std::unordered_set<ObjectId, ObjectIdHash> indexed_here;
   std::vector<InsertResult> results(blobs.size());
   for (std::size_t i = 0; i < blobs.size(); ++i) {
     const Blob& b = blobs[i];
@@ -222,11 +247,17 @@ std::vector<InsertResult> Store::Impl::index_objects(
     if (auto existing = index->get(txn, b.id)) {
       existing->refcount += refs;
       index->put(txn, *existing);
-      // Another writer indexed it first and it was packed since: our file is surplus.
-      if (existing->tier == Tier::kPacked && written.erase(b.id)) redundant_files.push_back(b.id);
+      if (indexed_here.contains(b.id) || !written.ids.erase(b.id)) continue;
+      // Another writer indexed it first: our copy is surplus. A loose file is removed
+      // if theirs was packed since (else it is theirs too); an intake record is dead.
+      if (intake) {
+        intake_info.dead_bytes += kRecordHeaderSize + b.data.size();
+      } else if (existing->tier == Tier::kPacked) {
+        redundant_files.push_back(b.id);
+      }
       continue;
     }
-    if (!written.contains(b.id)) {
+    if (!written.ids.contains(b.id)) {
       // Dropped by gc between our look-up and now is impossible (the gate), so this is
       // a store invariant broken; refuse rather than index bytes we did not write.
       throw StoreError(EIO, "object " + b.id.hex() + " vanished during insert");
@@ -239,11 +270,20 @@ std::vector<InsertResult> Store::Impl::index_objects(
     info.checksum = b.checksum;
     info.block_sums = b.block_sums;
     info.refcount = refs;
+    if (intake) {
+      info.tier = Tier::kPacked;
+      info.pack_id = intake->pack_id();
+      info.offset = intake->offsets.at(b.id);
+      intake_info.live_bytes += kRecordHeaderSize + info.stored_size;
+      intake_info.live_records += 1;
+    }
     index->put(txn, info);
+    indexed_here.insert(b.id);
     results[i].added = true;
     loose_added_objects += 1;
     loose_added_bytes += info.raw_size;
   }
+  if (intake) index->put_pack(txn, intake_info);
   return results;
 }
 
@@ -262,7 +302,7 @@ struct PendingInsert::State {
   Store::Impl* impl = nullptr;
   std::shared_lock<InsertGate> gate;
   std::vector<Blob> blobs;
-  std::unordered_set<ObjectId, ObjectIdHash> written;
+  WrittenObjects written;
   std::vector<ObjectId> redundant_files;
   bool committed = false;
 };

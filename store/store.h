@@ -1,8 +1,9 @@
 // casfs's content-addressed object store: the public interface.
 //
 // Objects are byte strings of any size, keyed by the SHA-256 of their bytes. New
-// objects land in the loose tier (one file each under loose/XX/…); pack() moves them
-// into append-only, compressed, checksummed pack files. One LMDB environment under
+// objects land in the loose tier (one file each under loose/XX/…), or, when many
+// arrive in one batch, raw in an intake pack of their own (intake_pack.cc); pack()
+// moves both into append-only, compressed, checksummed pack files. One LMDB environment under
 // meta/ holds the index (id → where, sizes, checksum, refcount) and, later, the
 // filesystem's own tables, so both can change in one transaction.
 //
@@ -115,21 +116,28 @@ struct RebuildReport {
 
 struct StoreStatus {
   std::uint64_t loose_objects = 0;
-  std::uint64_t packed_objects = 0;
-  std::uint64_t loose_bytes = 0;  // raw == stored for loose
+  std::uint64_t intake_objects = 0;  // raw in intake packs, waiting for pack() as loose ones do
+  std::uint64_t packed_objects = 0;  // in packs, intake packs excepted
+  std::uint64_t loose_bytes = 0;     // raw == stored for loose
+  std::uint64_t intake_bytes = 0;    // and for intake
   std::uint64_t packed_raw_bytes = 0;
   std::uint64_t packed_stored_bytes = 0;
-  std::uint64_t packs = 0;
+  std::uint64_t packs = 0;  // intake packs included
+  std::uint64_t intake_packs = 0;
   std::uint64_t pack_file_bytes = 0;       // on disk, headers and dead records included
   std::uint64_t dead_bytes = 0;            // in packs, reclaimable by repack
   std::uint64_t unreferenced_objects = 0;  // refcount 0, reclaimable by gc
   std::uint64_t logical_bytes = 0;         // sum of raw_size × refcount: bytes files name
   std::string io_engine;
-  std::uint64_t raw_bytes() const { return loose_bytes + packed_raw_bytes; }
-  std::uint64_t stored_bytes() const { return loose_bytes + packed_stored_bytes; }
+  std::uint64_t raw_bytes() const { return loose_bytes + intake_bytes + packed_raw_bytes; }
+  std::uint64_t stored_bytes() const { return loose_bytes + intake_bytes + packed_stored_bytes; }
+  // What pack() has to do.
+  std::uint64_t unpacked_objects() const { return loose_objects + intake_objects; }
+  std::uint64_t unpacked_bytes() const { return loose_bytes + intake_bytes; }
 };
 
-// Loose objects a Store has indexed since it was opened; the counts never go down.
+// Objects a Store has indexed as loose or intake since it was opened (what pack()
+// will have to move); the counts never go down.
 struct LooseAdded {
   std::uint64_t objects = 0;
   std::uint64_t bytes = 0;
@@ -179,6 +187,9 @@ struct OpenOptions {
   // Room for the bytes of recently read objects (see object_cache.h), which
   // extract_many uses when asked to; 0: none. The mount daemon sets it (-o cache=).
   std::uint64_t cache_bytes = 0;
+  // A batch of at least this many new objects is written as one intake pack rather
+  // than as loose files (as git keeps a push of many objects as a pack); 0: never.
+  std::size_t intake_min_objects = 16;
 };
 
 class Store {
@@ -292,6 +303,12 @@ class Store {
   RepackReport repack(const RepackOptions& options = {}, const ProgressFn& progress = {});
   VerifyReport verify(const ProgressFn& progress = {});
   RebuildReport rebuild_index(const ProgressFn& progress = {});
+  // Raises the store's format version to this casfs's, so that it gets what the
+  // versions since add: block sums (version 2; computed now for every object, which
+  // rebuilds the index from the bytes) and intake packs (version 3). A casfs older
+  // than the new version can no longer open the store. Returns the version the
+  // store had; nothing happens when it is current.
+  int upgrade(const ProgressFn& progress = {});
   StoreStatus status();
   // Cheap, unlike status(), which walks the whole index: the background packer adds
   // the growth since its last status() to the loose count that status() found. An

@@ -10,9 +10,11 @@
 namespace casfs {
 
 // 1: the first format. 2: index entries of raw objects may carry per-block sums
-// (block_sums.h), which version 1's readers refuse. Stores keep the version they were
-// made with: this casfs reads both, and adds block sums only to version 2 stores.
-inline constexpr int kStoreFormatVersion = 2;
+// (block_sums.h), which version 1's readers refuse. 3: intake packs (intake_pack.h),
+// whose records carry a flag that version 2's readers refuse. Stores keep the version
+// they were made with: this casfs reads all three, and adds block sums only to
+// version 2 and 3 stores and intake packs only to version 3 stores.
+inline constexpr int kStoreFormatVersion = 3;
 
 struct StoreConfig {
   int version = kStoreFormatVersion;

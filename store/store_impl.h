@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "store/index.h"
+#include "store/intake_pack.h"
 #include "store/io_engine.h"
 #include "store/lmdb.h"
 #include "store/loose.h"
@@ -73,6 +74,14 @@ struct Blob {
   std::vector<std::uint32_t> block_sums;  // when the store keeps them for this object
 };
 
+// What write_new_objects wrote: the ids of the objects the index lacked, and the
+// intake pack that holds them when the batch was large enough for one (else they
+// are loose files).
+struct WrittenObjects {
+  std::unordered_set<ObjectId, ObjectIdHash> ids;
+  std::unique_ptr<IntakeWrite> intake;
+};
+
 struct Store::Impl {
   std::filesystem::path dir;
   StoreConfig config;
@@ -89,6 +98,15 @@ struct Store::Impl {
   InsertGate loose_gate;
   // One maintenance job (pack, gc, repack, verify, rebuild) at a time.
   std::mutex maintenance;
+  // Pack ids are handed out here, never twice: the index records every id it has
+  // named (Index::next_pack_id), and open() starts past those and past every file.
+  std::atomic<std::uint32_t> next_pack_id{1};
+  std::uint32_t new_pack_id() { return next_pack_id.fetch_add(1); }
+  // Batches of at least this many new objects go to an intake pack (0: never), in
+  // stores that take them.
+  std::size_t intake_min_objects = 0;
+  std::size_t intake_threshold() const { return takes_intake_packs() ? intake_min_objects : 0; }
+  IntakeInFlight intake_in_flight;
   // What Store::loose_added() reports.
   std::atomic<std::uint64_t> loose_added_objects{0};
   std::atomic<std::uint64_t> loose_added_bytes{0};
@@ -109,8 +127,12 @@ struct Store::Impl {
     if (!store_fd) throw_errno("cannot open " + d.string());
   }
 
+  // config.version, which upgrade() may raise while other threads insert.
+  std::atomic<int> format_version{1};
   // Whether new index entries get per-block sums (format version 2 on).
-  bool keeps_block_sums() const { return config.version >= 2; }
+  bool keeps_block_sums() const { return format_version.load() >= 2; }
+  // Whether batch inserts may write intake packs (format version 3 on).
+  bool takes_intake_packs() const { return format_version.load() >= 3; }
 
   // --- inserting ---------------------------------------------------------------
   std::vector<InsertResult> insert_batch(std::vector<Blob>& blobs, std::uint32_t refs);
@@ -119,11 +141,13 @@ struct Store::Impl {
   // blobs, writes those the index lacks and makes them durable, and returns their
   // ids; index_objects adds entries and references in `txn` and names files made
   // surplus (objects packed meanwhile) for removal after the commit.
-  std::unordered_set<ObjectId, ObjectIdHash> write_new_objects(std::vector<Blob>& blobs);
+  WrittenObjects write_new_objects(std::vector<Blob>& blobs);
   std::vector<InsertResult> index_objects(LmdbTxn& txn, const std::vector<Blob>& blobs,
-                                          std::unordered_set<ObjectId, ObjectIdHash>& written,
-                                          std::uint32_t refs,
+                                          WrittenObjects& written, std::uint32_t refs,
                                           std::vector<ObjectId>& redundant_files);
+  // Writes blobs[which[...]] as the raw records of a new intake pack and syncs it.
+  std::unique_ptr<IntakeWrite> write_intake_pack(const std::vector<Blob>& blobs,
+                                                 std::span<const std::size_t> which);
   InsertResult commit_streamed(const std::string& staging_name, const ObjectId& id,
                                std::uint64_t size, std::uint64_t checksum, std::uint32_t refs);
 
@@ -157,7 +181,7 @@ struct Store::Impl {
                       const DeliverAt& deliver, const ExtractSink& whole);
 
   // --- maintenance -----------------------------------------------------------------
-  // The newest pack if it has room, else a new one (maintenance lock held).
+  // The newest regular pack if it has room, else a new one (maintenance lock held).
   PackAppender open_pack_for_append();
   // Removes pack files that no pack table entry names: the remains of a pack or
   // repack that crashed before its commit, or after it but before its unlinks.

@@ -90,14 +90,16 @@ int ctl_status(const CtlArgs& args) {
             << "store:      " << s.at("store").get<std::string>() << '\n'
             << "io engine:  " << s.at("io_engine").get<std::string>() << '\n'
             << "objects:    " << u64(objects, "total") << " (" << u64(objects, "loose")
-            << " loose, " << u64(objects, "packed") << " packed, " << u64(objects, "unreferenced")
-            << " unreferenced)\n"
+            << " loose, " << u64(objects, "intake") << " intake, " << u64(objects, "packed")
+            << " packed, " << u64(objects, "unreferenced") << " unreferenced)\n"
             << "data:       " << format_bytes(u64(s, "logical_bytes")) << " in files, "
             << format_bytes(u64(bytes, "raw")) << " raw, " << format_bytes(u64(bytes, "stored"))
             << " stored\n"
             << "ratios:     dedup " << times(s.at("dedup_ratio")) << ", compression "
             << times(s.at("compression_ratio")) << '\n'
-            << "loose:      " << format_bytes(u64(bytes, "loose")) << '\n';
+            << "loose:      " << format_bytes(u64(bytes, "loose")) << '\n'
+            << "intake:     " << format_bytes(u64(bytes, "intake")) << " in "
+            << u64(s, "intake_packs") << " intake packs (raw until packed)\n";
   if (u64(s, "packs") == 0) {
     std::cout << "packs:      none\n";
   } else {

@@ -123,6 +123,9 @@ MountSettings parse_options(const MountRequest& request) {
         s.store.cache_bytes = value == "0" ? 0 : parse_count(key, value, /*size=*/true);
         if (s.store.cache_bytes > (std::uint64_t{16} << 30))
           throw CommandError("-o cache=" + value + ": expected at most 16G, or 0 for none");
+      } else if (key == "intake") {
+        // 0: every new object a loose file, as before intake packs.
+        s.store.intake_min_objects = value == "0" ? 0 : parse_count(key, value, /*size=*/false);
       } else if (key == "nopacker") {
         s.packer.enabled = false;
       } else if (key == "logfile") {
@@ -292,7 +295,7 @@ void add_mount_command(CLI::App& app, Action& action) {
                   "(commit_interval=SECONDS, attr_timeout=SECONDS, entry_timeout=SECONDS, "
                   "logfile=PATH, loglevel=error|warning|info|debug, pack_loose_objects=N, "
                   "pack_loose_bytes=BYTES, "
-                  "pack_age=SECONDS, nopacker, readahead=BYTES, cache=BYTES, uring)")
+                  "pack_age=SECONDS, nopacker, intake=N, readahead=BYTES, cache=BYTES, uring)")
       ->take_all()
       ->allow_extra_args(false);
   cmd->callback([&action, request] { action = [request] { return mount_command(*request); }; });

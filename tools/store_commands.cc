@@ -15,6 +15,7 @@
 #include "store/error.h"
 #include "store/status_json.h"
 #include "store/store.h"
+#include "store/store_config.h"
 
 namespace casfs::cli {
 namespace {
@@ -174,13 +175,15 @@ int store_status(const std::string& dir, bool json) {
   };
   std::cout << "store:      " << store->dir().string() << '\n'
             << "io engine:  " << s.io_engine << '\n'
-            << "objects:    " << (s.loose_objects + s.packed_objects) << " (" << s.loose_objects
-            << " loose, " << s.packed_objects << " packed, " << s.unreferenced_objects
-            << " unreferenced)\n"
+            << "objects:    " << (s.unpacked_objects() + s.packed_objects) << " ("
+            << s.loose_objects << " loose, " << s.intake_objects << " intake, " << s.packed_objects
+            << " packed, " << s.unreferenced_objects << " unreferenced)\n"
             << "data:       " << format_bytes(s.raw_bytes()) << " raw, "
             << format_bytes(s.stored_bytes()) << " stored ("
             << ratio(s.stored_bytes(), s.raw_bytes()) << ")\n"
-            << "loose:      " << format_bytes(s.loose_bytes) << '\n';
+            << "loose:      " << format_bytes(s.loose_bytes) << '\n'
+            << "intake:     " << format_bytes(s.intake_bytes) << " in " << s.intake_packs
+            << " intake packs (raw until packed)\n";
   if (s.packs == 0) {
     std::cout << "packs:      none\n";
   } else {
@@ -279,6 +282,20 @@ int store_rebuild_index(const std::string& dir) {
     std::cerr << "casfs: object " << id.hex() << " is referenced but no intact copy was found\n";
   }
   return r.lost_objects.empty() ? kExitOk : kExitFailure;
+}
+
+int store_upgrade(const std::string& dir) {
+  auto store = Store::open(dir);
+  Progress progress("upgrading");
+  const int from = store->upgrade(progress.callback());
+  progress.clear();
+  if (from == kStoreFormatVersion) {
+    std::cout << "store " << dir << " is at format version " << from << " already\n";
+  } else {
+    std::cout << "upgraded store " << dir << " from format version " << from << " to "
+              << kStoreFormatVersion << " (casfs older than this one can no longer open it)\n";
+  }
+  return kExitOk;
 }
 
 // A subcommand whose only argument is the store directory.
@@ -381,6 +398,9 @@ void add_store_commands(CLI::App& app, Action& action) {
              "Re-hash every object; exit 1 and list the bad ones if any", store_verify);
   add_simple(*store_app, action, "rebuild-index",
              "Rebuild the index from the pack and loose files alone", store_rebuild_index);
+  add_simple(*store_app, action, "upgrade",
+             "Raise the store's format version to this casfs's (block sums, intake packs)",
+             store_upgrade);
 }
 
 }  // namespace casfs::cli

@@ -384,4 +384,36 @@ done
 cas store verify "$R"
 expect_rc 0 "verify after rebuild-index"
 
+# --- upgrade -----------------------------------------------------------------
+U=$work/upgrade
+"$casfs" store init "$U" >/dev/null
+set_version() { # set_version STORE N
+  python3 -c '
+import json, sys
+path = sys.argv[1] + "/casfs.json"
+config = json.load(open(path))
+config["version"] = int(sys.argv[2])
+json.dump(config, open(path, "w"))' "$1" "$2"
+}
+version_of() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1] + "/casfs.json"))["version"])' "$1"; }
+current=$(version_of "$U")
+set_version "$U" 1
+head -c 300000 /dev/urandom >"$work/chunky" # packed raw: gets block sums from the upgrade
+"$casfs" store add "$U" "$data/text" "$work/chunky" >/dev/null
+"$casfs" store pack "$U" >/dev/null
+"$casfs" store add "$U" "$data/small" >/dev/null # stays loose
+cas store upgrade "$U"
+expect_rc 0 "upgrade of a version 1 store"
+expect_eq "  says what it did" "upgraded store $U from format version 1 to $current" "$(head -n1 "$out" | sed 's/ (.*//')"
+expect_eq "  casfs.json has the new version" "$current" "$(version_of "$U")"
+cas store verify "$U"
+expect_rc 0 "  verify is clean (block sums computed)"
+for f in "$data/text" "$work/chunky" "$data/small"; do
+  "$casfs" store cat "$U" "$(sha "$f")" >"$work/cat" 2>"$err"
+  expect_same "  cat after upgrade: $(basename "$f")" "$f" "$work/cat"
+done
+cas store upgrade "$U"
+expect_eq "upgrade of a current store changes nothing" "0 store $U is at format version $current already" \
+  "$rc $(cat "$out")"
+
 finish

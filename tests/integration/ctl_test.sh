@@ -157,17 +157,21 @@ dd if=/dev/urandom of="$M/big" bs=1M count=48 status=none
 check "flush" ctl flush "$M"
 check "status --json" ctl_json "$WORK/status.json" status "$M"
 expect_eq "status --json has casfs store status's keys and the filesystem's" \
-  "bytes cache cache_hit_rate compression_ratio dedup_ratio io_engine jobs_running logical_bytes mountpoint objects packer packs store" \
+  "bytes cache cache_hit_rate compression_ratio dedup_ratio intake_packs io_engine jobs_running logical_bytes mountpoint objects packer packs store" \
   "$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1])))))' "$WORK/status.json")"
-expect_eq "  objects has loose, packed, total, unreferenced" "loose packed total unreferenced" \
+expect_eq "  objects has loose, intake, packed, total, unreferenced" "intake loose packed total unreferenced" \
   "$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["objects"])))' "$WORK/status.json")"
-expect_eq "  bytes has raw, stored, loose, packed_raw, packed_stored, pack_files, dead" \
-  "dead loose pack_files packed_raw packed_stored raw stored" \
+expect_eq "  bytes has raw, stored, loose, intake, packed_raw, packed_stored, pack_files, dead" \
+  "dead intake loose pack_files packed_raw packed_stored raw stored" \
   "$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["bytes"])))' "$WORK/status.json")"
 expect_eq "  nothing read yet: cache_hit_rate is null" "None" "$(json_get "$WORK/status.json" cache_hit_rate)"
 expect_eq "  the cache's default size" $((64 << 20)) "$(json_get "$WORK/status.json" cache.capacity)"
 expect_eq "  the packer is off (nopacker)" "off" "$(json_get "$WORK/status.json" packer.state)"
-expect_lt "  flushed files are loose objects" 0 "$(json_get "$WORK/status.json" objects.loose)"
+# The big file's write-outs are batches of hundreds of new chunks: intake packs.
+expect_lt "  flushed files are objects, loose or in intake packs" 0 \
+  "$(($(json_get "$WORK/status.json" objects.loose) + $(json_get "$WORK/status.json" objects.intake)))"
+expect_lt "  ... the big file's chunks in intake packs" 0 "$(json_get "$WORK/status.json" objects.intake)"
+expect_lt "  ... which are packs" 0 "$(json_get "$WORK/status.json" intake_packs)"
 expect_le "  logical bytes cover the raw bytes" "$(json_get "$WORK/status.json" bytes.raw)" \
   "$(json_get "$WORK/status.json" logical_bytes)"
 expect_output "status as text" 0 "^objects: .*loose.*packed" ctl status "$M"
@@ -188,6 +192,8 @@ expect_lt "the reader read files while packing" 0 "$reads"
 expect_eq "every read during packing was byte-identical (mismatches, errors)" "0 0" "$mismatches $errors"
 check "status after pack" ctl_json "$WORK/status.json" status "$M"
 expect_eq "  no loose objects left" 0 "$(json_get "$WORK/status.json" objects.loose)"
+expect_eq "  nothing left in intake packs" 0 "$(json_get "$WORK/status.json" objects.intake)"
+expect_eq "  and no intake packs" 0 "$(json_get "$WORK/status.json" intake_packs)"
 expect_lt "  packed objects" 0 "$(json_get "$WORK/status.json" objects.packed)"
 expect_lt "  at least one pack" 0 "$(json_get "$WORK/status.json" packs)"
 casfs_remount "$S" "$M" -o nopacker || bail "remount"
@@ -313,12 +319,14 @@ check "cp -a of $SRC into the mount" t cp -a "$SRC" "$M2/tree"
 # objects" would be true before the copy's objects exist.
 check "flush" ctl flush "$M2"
 deadline=$((SECONDS + 60))
-until [[ $(status_of "$M2" objects.loose) == 0 && $(status_of "$M2" objects.packed) -gt 0 ]]; do
+until [[ $(status_of "$M2" objects.loose) == 0 && $(status_of "$M2" objects.intake) == 0 &&
+  $(status_of "$M2" objects.packed) -gt 0 ]]; do
   ((SECONDS < deadline)) || break
   sleep 0.5
 done
 check "status" ctl_json "$WORK/p.json" status "$M2"
 expect_eq "the packer packed everything by itself (loose objects left)" 0 "$(json_get "$WORK/p.json" objects.loose)"
+expect_eq "  (objects left in intake packs)" 0 "$(json_get "$WORK/p.json" objects.intake)"
 expect_lt "  packed objects" 0 "$(json_get "$WORK/p.json" objects.packed)"
 expect_lt "  packer runs" 0 "$(json_get "$WORK/p.json" packer.runs)"
 expect_eq "  its last run succeeded" "None" "$(json_get "$WORK/p.json" packer.last_run.error)"
