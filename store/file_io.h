@@ -18,9 +18,5 @@ std::int64_t pwrite_retrying(int fd, std::span<const std::byte> data,
 // The same, throwing StoreError on failure.
 std::size_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset);
 void pwrite_full(int fd, std::span<const std::byte> data, std::uint64_t offset);
-// Writes the pieces one after another from `offset`, gathered (pwritev), so that
-// bytes scattered over many buffers reach a file without being copied together.
-void pwrite_gathered(int fd, std::span<const std::span<const std::byte>> pieces,
-                     std::uint64_t offset);
 
 }  // namespace casfs

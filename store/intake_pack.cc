@@ -5,6 +5,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "store/failpoint.h"
 #include "store/file_io.h"
 #include "store/pack_format.h"
@@ -28,20 +31,97 @@ IntakeWrite::~IntakeWrite() {
   in_flight_.ids_.erase(pack_id_);
 }
 
+IntakeBuffers::Buffer IntakeBuffers::take() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!free_.empty()) {
+      Buffer b = std::move(free_.back());
+      free_.pop_back();
+      return b;
+    }
+  }
+  Buffer b(static_cast<std::byte*>(std::aligned_alloc(kAlign, kSize)));
+  if (!b) throw StoreError(ENOMEM, "cannot allocate a buffer for an intake pack");
+  return b;
+}
+
+void IntakeBuffers::give_back(Buffer buffer) noexcept {
+  std::lock_guard lock(mutex_);
+  try {
+    if (free_.size() < kKept) free_.push_back(std::move(buffer));
+  } catch (const std::bad_alloc&) {
+    // Freed instead of kept.
+  }
+}
+
+namespace {
+
+// Writes pieces one after another from offset 0 through an aligned buffer, with
+// O_DIRECT while the file takes it (else as ordinary writes), and leaves the file
+// exactly as long as the pieces.
+class IntakeFileWriter {
+ public:
+  IntakeFileWriter(int fd, IntakeBuffers& buffers)
+      : fd_(fd), buffers_(buffers), buffer_(buffers.take()) {}
+  ~IntakeFileWriter() { buffers_.give_back(std::move(buffer_)); }
+  IntakeFileWriter(const IntakeFileWriter&) = delete;
+  IntakeFileWriter& operator=(const IntakeFileWriter&) = delete;
+
+  void append(std::span<const std::byte> piece) {
+    while (!piece.empty()) {
+      const std::size_t n = std::min(piece.size(), IntakeBuffers::kSize - filled_);
+      std::memcpy(buffer_.get() + filled_, piece.data(), n);
+      filled_ += n;
+      piece = piece.subspan(n);
+      if (filled_ == IntakeBuffers::kSize) flush(filled_);
+    }
+  }
+  // Writes what is left, padded to the alignment, then cuts the padding off.
+  void finish() {
+    const std::uint64_t end = written_ + filled_;
+    const std::size_t padded = (filled_ + IntakeBuffers::kAlign - 1) & ~(IntakeBuffers::kAlign - 1);
+    std::memset(buffer_.get() + filled_, 0, padded - filled_);
+    flush(padded);
+    if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) throw_errno("cannot size intake pack");
+  }
+
+ private:
+  void flush(std::size_t n) {
+    auto bytes = std::span<const std::byte>(buffer_.get(), n);
+    std::int64_t r = pwrite_retrying(fd_, bytes, written_);
+    if (r == -EINVAL && direct()) {
+      // The filesystem takes no direct writes (tmpfs, some FUSE ones): write through
+      // the page cache instead.
+      ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT);
+      r = pwrite_retrying(fd_, bytes, written_);
+    }
+    if (r < 0) throw_errno(static_cast<int>(-r), "cannot write intake pack");
+    written_ += n;
+    filled_ = 0;
+  }
+  bool direct() const { return (::fcntl(fd_, F_GETFL) & O_DIRECT) != 0; }
+
+  int fd_;
+  IntakeBuffers& buffers_;
+  IntakeBuffers::Buffer buffer_;
+  std::size_t filled_ = 0;
+  std::uint64_t written_ = 0;
+};
+
+}  // namespace
+
 std::unique_ptr<IntakeWrite> Store::Impl::write_intake_pack(const std::vector<Blob>& blobs,
                                                             std::span<const std::size_t> which) {
   // Registered before the file exists, so that no orphan sweep can see it unclaimed.
   auto intake = std::make_unique<IntakeWrite>(intake_in_flight, new_pack_id());
   const std::string name = PackFiles::file_name(intake->pack_id());
-  UniqueFd fd(
-      ::openat(packs.dir_fd(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  constexpr int kCreate = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+  UniqueFd fd(::openat(packs.dir_fd(), name.c_str(), kCreate | O_DIRECT, 0644));
+  if (!fd && errno == EINVAL) fd = UniqueFd(::openat(packs.dir_fd(), name.c_str(), kCreate, 0644));
   if (!fd) throw_errno("cannot create intake pack " + name);
   try {
-    const auto file_header = PackFileHeader{kPackFormatVersion, intake->pack_id()}.encode();
-    std::vector<std::array<std::byte, kRecordHeaderSize>> headers(which.size());
-    std::vector<std::span<const std::byte>> pieces;
-    pieces.reserve(1 + 2 * which.size());
-    pieces.emplace_back(file_header);
+    IntakeFileWriter out(fd.get(), intake_buffers);
+    out.append(PackFileHeader{kPackFormatVersion, intake->pack_id()}.encode());
     std::uint64_t at = kPackHeaderSize;
     for (std::size_t k = 0; k < which.size(); ++k) {
       const Blob& b = blobs[which[k]];
@@ -51,13 +131,12 @@ std::unique_ptr<IntakeWrite> Store::Impl::write_intake_pack(const std::vector<Bl
       h.id = b.id;
       h.raw_size = h.stored_size = b.data.size();
       h.payload_xxh3 = b.checksum;  // of the raw bytes, which are the payload
-      headers[k] = h.encode();
       intake->offsets.emplace(b.id, at);
       at += h.record_size();
-      pieces.emplace_back(headers[k]);
-      pieces.push_back(b.data);
+      out.append(h.encode());
+      out.append(b.data);
     }
-    pwrite_gathered(fd.get(), pieces, 0);
+    out.finish();
     failpoint("intake.written");
     if (::fdatasync(fd.get()) != 0 || ::fsync(packs.dir_fd()) != 0)
       throw_errno("cannot sync intake pack " + name);

@@ -107,6 +107,7 @@ struct Store::Impl {
   std::size_t intake_min_objects = 0;
   std::size_t intake_threshold() const { return takes_intake_packs() ? intake_min_objects : 0; }
   IntakeInFlight intake_in_flight;
+  IntakeBuffers intake_buffers;
   // What Store::loose_added() reports.
   std::atomic<std::uint64_t> loose_added_objects{0};
   std::atomic<std::uint64_t> loose_added_bytes{0};
