@@ -80,10 +80,7 @@ GcReport Store::gc(const ProgressFn& progress) {
       }
       auto pack = impl.index->get_pack(txn, info->pack_id);
       if (pack) {
-        std::uint64_t rec = kRecordHeaderSize + info->stored_size;
-        pack->live_bytes -= std::min(pack->live_bytes, rec);
-        pack->live_records -= std::min<std::uint64_t>(pack->live_records, 1);
-        pack->dead_bytes += rec;
+        pack->record_died(kRecordHeaderSize + info->stored_size);
         impl.index->put_pack(txn, *pack);
       }
       report.packed_dropped += 1;

@@ -6,6 +6,7 @@
 // tables and the refcounts they imply in one commit.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -25,6 +26,14 @@ struct PackInfo {
   // Raw records written by a batch insert, for pack() to compress into a regular
   // pack; pack() removes the intake pack once it has moved every live record.
   bool intake = false;
+
+  // One live record of `record_bytes` (header and payload) is dead now: gc dropped
+  // its object, or pack() moved it elsewhere.
+  void record_died(std::uint64_t record_bytes) {
+    live_bytes -= std::min(live_bytes, record_bytes);
+    live_records -= std::min<std::uint64_t>(live_records, 1);
+    dead_bytes += record_bytes;
+  }
 };
 
 // The table values on their own, as read from LMDB (tests/fuzz feeds them arbitrary

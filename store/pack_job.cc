@@ -343,12 +343,8 @@ PackReport Store::pack(const ProgressFn& progress) {
                                         " lost its entry while being packed");
             it = sources.emplace(was.pack_id, *src).first;
           }
-          const std::uint64_t rec = kRecordHeaderSize + was.stored_size;
-          PackInfo& src = it->second;
-          src.live_bytes -= std::min(src.live_bytes, rec);
-          src.live_records -= std::min<std::uint64_t>(src.live_records, 1);
-          src.dead_bytes += rec;
-          drained_intake = drained_intake || src.live_records == 0;
+          it->second.record_died(kRecordHeaderSize + was.stored_size);
+          drained_intake = drained_intake || it->second.live_records == 0;
         } else {
           unlink_ids.push_back(was.id);
         }
