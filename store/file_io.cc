@@ -51,4 +51,10 @@ void pwrite_full(int fd, std::span<const std::byte> data, std::uint64_t offset) 
   if (n < 0) throw_errno(static_cast<int>(-n), "write failed");
 }
 
+AlignedBytes allocate_aligned(std::size_t align, std::size_t size) {
+  AlignedBytes bytes(static_cast<std::byte*>(std::aligned_alloc(align, size)));
+  if (!bytes && size > 0) throw StoreError(ENOMEM, "cannot allocate an aligned buffer");
+  return bytes;
+}
+
 }  // namespace casfs

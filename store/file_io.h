@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <span>
 
 namespace casfs {
@@ -18,5 +20,14 @@ std::int64_t pwrite_retrying(int fd, std::span<const std::byte> data,
 // The same, throwing StoreError on failure.
 std::size_t pread_full(int fd, std::span<std::byte> buf, std::uint64_t offset);
 void pwrite_full(int fd, std::span<const std::byte> data, std::uint64_t offset);
+
+// Memory for O_DIRECT transfers, which want their buffers aligned.
+struct FreeAligned {
+  void operator()(std::byte* p) const { std::free(p); }
+};
+using AlignedBytes = std::unique_ptr<std::byte, FreeAligned>;
+// `size` bytes at a multiple of `align` (a power of two; `size` a multiple of it).
+// Throws StoreError(ENOMEM).
+AlignedBytes allocate_aligned(std::size_t align, std::size_t size);
 
 }  // namespace casfs

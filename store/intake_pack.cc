@@ -40,9 +40,7 @@ IntakeBuffers::Buffer IntakeBuffers::take() {
       return b;
     }
   }
-  Buffer b(static_cast<std::byte*>(std::aligned_alloc(kAlign, kSize)));
-  if (!b) throw StoreError(ENOMEM, "cannot allocate a buffer for an intake pack");
-  return b;
+  return allocate_aligned(kAlign, kSize);
 }
 
 void IntakeBuffers::give_back(Buffer buffer) noexcept {

@@ -23,13 +23,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "store/file_io.h"
 #include "store/hash.h"
 
 namespace casfs {
@@ -54,10 +54,7 @@ class IntakeBuffers {
   static constexpr std::size_t kSize = 8 << 20;
   static constexpr std::size_t kKept = 4;  // as many write-outs as run at once, about
 
-  struct Free {
-    void operator()(std::byte* p) const { std::free(p); }
-  };
-  using Buffer = std::unique_ptr<std::byte, Free>;
+  using Buffer = AlignedBytes;
 
   Buffer take();
   void give_back(Buffer buffer) noexcept;

@@ -17,34 +17,59 @@ PackFiles::PackFiles(const std::filesystem::path& store_dir, std::size_t max_ope
   if (!dir_fd_) throw_errno("cannot open " + dir_.string());
 }
 
+void PackFiles::note_direct_align(int fd) {
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0) return;
+  if (!(stx.stx_mask & STATX_DIOALIGN) || stx.stx_dio_offset_align == 0) return;
+  // 4096 (the default) covers every common device; a filesystem that says more wins.
+  block_align_.store(std::max<std::size_t>(stx.stx_dio_offset_align, stx.stx_dio_mem_align),
+                     std::memory_order_relaxed);
+}
+
 std::string PackFiles::file_name(std::uint32_t id) {
   return std::to_string(id) + ".pack";
 }
 
-std::shared_ptr<const UniqueFd> PackFiles::open_read(std::uint32_t id) {
+std::shared_ptr<const UniqueFd> PackFiles::open_read(std::uint32_t id, PackAccess access) {
+  const std::uint64_t key = key_of(id, access);
   std::lock_guard lock(mutex_);
-  if (auto it = open_.find(id); it != open_.end()) {
+  if (auto it = open_.find(key); it != open_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
     return it->second.fd;
   }
-  UniqueFd fd(::openat(dir_fd_.get(), file_name(id).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw_errno("cannot open pack " + (dir_ / file_name(id)).string());
+  const std::string name = file_name(id);
+  UniqueFd fd;
+  if (access == PackAccess::kBlocks) {
+    fd = UniqueFd(::openat(dir_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+    if (fd) {
+      note_direct_align(fd.get());
+    } else if (errno == EINVAL) {
+      fd = UniqueFd(::openat(dir_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
+      // Only advice: a kernel that ignores it still reads the right bytes.
+      if (fd) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_RANDOM);
+    }
+  } else {
+    fd = UniqueFd(::openat(dir_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  if (!fd) throw_errno("cannot open pack " + (dir_ / name).string());
   auto shared = std::make_shared<const UniqueFd>(std::move(fd));
   if (open_.size() >= max_open_) {
     open_.erase(lru_.back());
     lru_.pop_back();
   }
-  lru_.push_front(id);
-  open_.emplace(id, Entry{shared, lru_.begin()});
+  lru_.push_front(key);
+  open_.emplace(key, Entry{shared, lru_.begin()});
   return shared;
 }
 
 void PackFiles::remove(std::uint32_t id) {
   {
     std::lock_guard lock(mutex_);
-    if (auto it = open_.find(id); it != open_.end()) {
-      lru_.erase(it->second.lru_pos);
-      open_.erase(it);
+    for (PackAccess access : {PackAccess::kSequential, PackAccess::kBlocks}) {
+      if (auto it = open_.find(key_of(id, access)); it != open_.end()) {
+        lru_.erase(it->second.lru_pos);
+        open_.erase(it);
+      }
     }
   }
   if (::unlinkat(dir_fd_.get(), file_name(id).c_str(), 0) != 0 && errno != ENOENT) {

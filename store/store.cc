@@ -810,7 +810,10 @@ void Store::Impl::extract_batch(std::span<const ObjectInfo> infos,
 void Store::Impl::extract_blocks(std::span<const ObjectInfo> infos,
                                  std::span<const BlockRead> reads, const DeliverAt& deliver,
                                  const ExtractSink& whole) {
-  std::vector<std::vector<std::byte>> bufs(reads.size());
+  // Each read's bytes are bufs[k] from skip[k] on, for r.end - r.begin bytes: a pack's
+  // direct read covers the aligned range around them.
+  std::vector<AlignedBytes> bufs(reads.size());
+  std::vector<std::size_t> skip(reads.size(), 0);
   std::vector<std::int64_t> results(reads.size(), 0);
   std::vector<std::shared_ptr<const UniqueFd>> pack_fds;
   std::vector<ReadOp> pack_ops;
@@ -819,34 +822,63 @@ void Store::Impl::extract_blocks(std::span<const ObjectInfo> infos,
   loose_paths.reserve(reads.size());  // the ops point into these strings
   std::vector<ReadFileOp> loose_ops;
   std::vector<std::size_t> loose_op_of;
+  const std::size_t align = packs.block_align();
+  auto wanted = [&](std::size_t k) {
+    return std::span<std::byte>(bufs[k].get() + skip[k],
+                                static_cast<std::size_t>(reads[k].end - reads[k].begin));
+  };
   for (std::size_t k = 0; k < reads.size(); ++k) {
     const BlockRead& r = reads[k];
     const ObjectInfo& info = infos[r.slot];
-    bufs[k].resize(r.end - r.begin);
+    const auto length = static_cast<std::size_t>(r.end - r.begin);
     if (info.tier == Tier::kLoose) {
+      constexpr std::size_t kMalloc = alignof(std::max_align_t);
+      bufs[k] = allocate_aligned(kMalloc, (length + kMalloc) / kMalloc * kMalloc);
       loose_paths.push_back(LooseTier::relative_path(info.id));
       ReadFileOp op;
       op.dir_fd = loose.dir_fd();
       op.path = loose_paths.back().c_str();
       op.offset = r.begin;
-      op.buf = bufs[k];
+      op.buf = wanted(k);
       loose_ops.push_back(op);
       loose_op_of.push_back(k);
       continue;
     }
     try {
-      pack_fds.push_back(packs.open_read(info.pack_id));
+      pack_fds.push_back(packs.open_read(info.pack_id, PackAccess::kBlocks));
     } catch (const StoreError& e) {
       results[k] = -e.code();
       continue;
     }
-    pack_ops.push_back(
-        ReadOp{pack_fds.back()->get(), info.offset + kRecordHeaderSize + r.begin, bufs[k], 0});
+    const std::uint64_t at = info.offset + kRecordHeaderSize + r.begin;
+    const std::uint64_t from = at / align * align;
+    const std::uint64_t to = (at + length + align - 1) / align * align;
+    bufs[k] = allocate_aligned(align, static_cast<std::size_t>(to - from));
+    skip[k] = static_cast<std::size_t>(at - from);
+    pack_ops.push_back(ReadOp{pack_fds.back()->get(), from,
+                              std::span(bufs[k].get(), static_cast<std::size_t>(to - from)), 0});
     pack_op_of.push_back(k);
   }
   if (!pack_ops.empty()) io->read(pack_ops);
   if (!loose_ops.empty()) io->read_files(loose_ops);
-  for (std::size_t j = 0; j < pack_ops.size(); ++j) results[pack_op_of[j]] = pack_ops[j].result;
+  for (std::size_t j = 0; j < pack_ops.size(); ++j) {
+    const std::size_t k = pack_op_of[j];
+    std::int64_t got = pack_ops[j].result;
+    if (got == -EINVAL) {
+      // The filesystem took the O_DIRECT open but not this read: read it buffered.
+      try {
+        got = pread_retrying(packs.open_read(infos[reads[k].slot].pack_id)->get(), wanted(k),
+                             pack_ops[j].offset + skip[k]);
+      } catch (const StoreError& e) {
+        got = -e.code();
+      }
+    } else if (got >= 0) {
+      // Bytes of the range asked for: those before it do not count.
+      got = std::max<std::int64_t>(0, got - static_cast<std::int64_t>(skip[k]));
+      got = std::min<std::int64_t>(got, static_cast<std::int64_t>(wanted(k).size()));
+    }
+    results[k] = got;
+  }
   for (std::size_t j = 0; j < loose_ops.size(); ++j) results[loose_op_of[j]] = loose_ops[j].result;
 
   for (std::size_t k = 0; k < reads.size(); ++k) {
@@ -861,12 +893,12 @@ void Store::Impl::extract_blocks(std::span<const ObjectInfo> infos,
         throw StoreError(static_cast<int>(-results[k]),
                          is_loose ? "cannot read loose object " + info.id.hex()
                                   : "cannot read pack " + PackFiles::file_name(info.pack_id));
-      } else if (static_cast<std::uint64_t>(results[k]) != bufs[k].size()) {
+      } else if (static_cast<std::uint64_t>(results[k]) != r.end - r.begin) {
         throw corrupt_object(info.id,
                              is_loose ? "loose file has the wrong size" : "record is truncated");
       } else {
-        check_blocks(info, r.begin / kSumBlockSize, bufs[k]);
-        deliver(r.slot, r.begin, bufs[k]);
+        check_blocks(info, r.begin / kSumBlockSize, wanted(k));
+        deliver(r.slot, r.begin, wanted(k));
       }
       whole.done(r.slot);
     } catch (const StoreError& e) {

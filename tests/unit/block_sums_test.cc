@@ -136,6 +136,34 @@ TEST_F(BlockSumsTest, PartsReadRightFromLooseAndPackedObjects) {
   expect_parts_read_right(id, data);
 }
 
+// Packed blocks are read with O_DIRECT, aligned around the bytes asked for: records
+// start anywhere in a pack, and the last one ends where the file does.
+TEST_F(BlockSumsTest, PartsReadRightAtEveryRecordOffsetAndAtThePackEnd) {
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects;
+  for (int k = 0; k < 20; ++k) objects.push_back(random_bytes(rng, 9000 + rng() % 120000));
+  std::vector<std::span<const std::byte>> spans(objects.begin(), objects.end());
+  std::vector<ObjectId> ids;
+  for (const auto& r : store_->insert_many(spans)) ids.push_back(r.id);
+  auto read_all = [&](const char* where) {
+    std::uint64_t last_end = 0;
+    for (std::size_t k = 0; k < objects.size(); ++k) {
+      SCOPED_TRACE(std::string(where) + ", object " + std::to_string(k));
+      const auto info = store_->stat(ids[k]);
+      ASSERT_TRUE(info && info->tier == Tier::kPacked && !info->block_sums.empty());
+      last_end = std::max(last_end, info->offset + kRecordHeaderSize + info->stored_size);
+      expect_parts_read_right(ids[k], objects[k]);
+    }
+    // One of them is the pack file's last record.
+    EXPECT_EQ(std::filesystem::file_size(pack_file(ids[0])), last_end);
+  };
+  ASSERT_EQ(store_->status().intake_packs, 1u);  // 20 new objects at once: one intake pack
+  read_all("intake pack");
+  store_->pack();
+  ASSERT_EQ(store_->status().intake_packs, 0u);
+  read_all("regular pack");
+}
+
 TEST_F(BlockSumsTest, CompressedObjectsLoseTheirSumsAndStillReadInParts) {
   std::vector<std::byte> text;
   for (int i = 0; text.size() < 40000; ++i) {
