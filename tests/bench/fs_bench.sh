@@ -245,6 +245,13 @@ casfs_cold() {
 
 casfs_status() { "$casfsctl" status "$1" --json; }
 store_status() { "$casfs" store status "$1" --json; }
+# tiers_of MNT PREFIX: where the mount's objects are (figures PREFIX.objects_loose,
+# .objects_intake, .objects_packed), for the report to say what a read read from.
+tiers_of() {
+  local f=$results/$2-tiers.json t
+  casfs_status "$1" >"$f"
+  for t in loose intake packed; do fig "$2.objects_$t" "$(jget "$f" "objects.$t")"; done
+}
 
 wl_begin() {
   wl=$1; wl_pids=(); wl_t0=$EPOCHREALTIME
@@ -319,7 +326,7 @@ log "tree: $tree_tar ($tree_entries entries, $tree_files files, $tree_bytes byte
 
 # --- Shared state between workloads -----------------------------------------------------
 TS=$C/tree/store; TM=$C/tree/mnt     # the tree's casfs store: workloads 1, 2, 5, 6, 10, 11
-tree_state=""                        # "", loose, packed
+tree_state=""                        # "", unpacked (intake packs and loose files), packed
 ext4_tree=0
 tree_sum=""                          # sha256 of the tree's tar stream (sorted by name)
 
@@ -380,7 +387,7 @@ ensure_casfs_tree() {
   untar_casfs "$TM" "$TM"
   check_count "$TM" "$tree_entries" "casfs tree"
   casfs_umount "$TM"
-  tree_state=loose
+  tree_state=unpacked
 }
 ensure_casfs_tree_packed() {
   ensure_casfs_tree
@@ -414,7 +421,7 @@ w1() {
   check_count "$TM" "$tree_entries" "casfs tree"
   casfs_status "$TM" >"$results/w1-status.json"
   casfs_umount "$TM"
-  ext4_tree=1; tree_state=loose
+  ext4_tree=1; tree_state=unpacked
   wl_end "untar + sync: $(ratio_text "$e" "$u_total") (tar alone: casfs ${u_tar} s)"
 }
 
@@ -432,6 +439,7 @@ w2() {
   (cd "$TM/$top" && tar cf - . | cat >/dev/null)
   c=$(secs "$t0" "$EPOCHREALTIME")
   fig w2.ext4_s "$e"; fig w2.casfs_s "$c"; fig w2.tree_bytes "$tree_bytes"
+  tiers_of "$TM" w2
   # Check once: both trees have the same fingerprint (tar_sum).
   ensure_tree_sum
   s=$(tar_sum "$TM")
@@ -470,19 +478,24 @@ w6() {
 w10() {
   wl_begin 10 "casfsctl pack --wait; cold read from packs; untar with the packer running"
   ensure_casfs_tree
-  [[ $tree_state == loose ]] || die "workload 10 needs the tree's objects loose"
+  [[ $tree_state == unpacked ]] || die "workload 10 needs the tree's objects unpacked"
   local t0 p lb lo c
   casfs_mount "$TS" "$TM" nopacker
   casfs_status "$TM" >"$results/w10-before.json"
-  lb=$(jget "$results/w10-before.json" bytes.loose)
-  lo=$(jget "$results/w10-before.json" objects.loose)
+  # Not packed yet: objects in intake packs (a write-out's batch of new chunks, raw)
+  # and loose files.
+  lb=$(($(jget "$results/w10-before.json" bytes.loose) + $(jget "$results/w10-before.json" bytes.intake)))
+  lo=$(($(jget "$results/w10-before.json" objects.loose) + $(jget "$results/w10-before.json" objects.intake)))
   drop_caches
   t0=$EPOCHREALTIME
   "$casfsctl" pack --wait "$TM" >"$logs/w10-pack.out"
   p=$(secs "$t0" "$EPOCHREALTIME")
   casfs_status "$TM" >"$results/w10-after.json"
   [[ $(jget "$results/w10-after.json" objects.loose) == 0 ]] || die "objects still loose after pack --wait"
-  fig w10.pack_s "$p"; fig w10.loose_bytes "$lb"; fig w10.loose_objects "$lo"
+  [[ $(jget "$results/w10-after.json" objects.intake) == 0 ]] || die "intake objects left after pack --wait"
+  fig w10.pack_s "$p"; fig w10.unpacked_bytes "$lb"; fig w10.unpacked_objects "$lo"
+  fig w10.loose_objects "$(jget "$results/w10-before.json" objects.loose)"
+  fig w10.intake_objects "$(jget "$results/w10-before.json" objects.intake)"
   fig w10.pack_mb_s "$(div "$(div "$lb" 1000000)" "$p")"
   fig w10.stored_after "$(jget "$results/w10-after.json" bytes.stored)"
   fig w10.packs "$(jget "$results/w10-after.json" packs)"
@@ -666,6 +679,7 @@ w7() {
   cp "$src/random.dat" "$FM/random.dat"
   sync
   "$casfsctl" flush "$FM" >/dev/null
+  tiers_of "$FM" w7
   for eng in io_uring psync; do
     qd=1; [[ $eng == io_uring ]] && qd=$fio_iodepth
     drop_caches
@@ -773,7 +787,7 @@ w9() {
 }
 
 # --- Run ----------------------------------------------------------------------------------
-# The tree's store is reused: 1 untars it, 2 and 6 read it loose, 10 packs it, 11 compares
+# The tree's store is reused: 1 untars it, 2 and 6 read it unpacked, 10 packs it, 11 compares
 # its packed size, 5 adds a second copy. Then the workloads with their own stores.
 for n in 1 2 6 10 11 5 3 4 7 8 9; do
   want "$n" && "w$n"

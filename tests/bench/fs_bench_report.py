@@ -153,6 +153,15 @@ def build_rows(f):
     def ratio(a, b):
         return a / b if a is not None and b not in (None, 0) else None
 
+    def tiers(w):
+        # Where the objects were when workload w read them (runs before intake packs
+        # recorded nothing: everything was loose then).
+        counts = [(g(f"{w}.objects_{t}"), name) for t, name in
+                  (("intake", "in intake packs"), ("loose", "loose"), ("packed", "packed"))]
+        if all(n is None for n, _ in counts):
+            return "loose objects"
+        return "objects " + ", ".join(f"{n:.0f} {name}" for n, name in counts if n)
+
     def time_row(wid, label, w, target=None, details=""):
         e, c = g(f"{w}.ext4_s"), g(f"{w}.casfs_s")
         if e is None and c is None:
@@ -173,7 +182,7 @@ def build_rows(f):
         time_row("1", "untar the tree, then sync", "w1", 2.0, d)
     # 2 cold read
     if g("w2.casfs_s") is not None:
-        d = f"{g('w2.tree_bytes') / MB / g('w2.casfs_s'):.0f} MB/s vs {g('w2.tree_bytes') / MB / g('w2.ext4_s'):.0f} MB/s; loose objects; tree fingerprint (tar_sum) matches"
+        d = f"{g('w2.tree_bytes') / MB / g('w2.casfs_s'):.0f} MB/s vs {g('w2.tree_bytes') / MB / g('w2.ext4_s'):.0f} MB/s; {tiers('w2')}; tree fingerprint (tar_sum) matches"
         time_row("2", "read the tree back, cold (tar cf - . \\| cat)", "w2", 2.0, d)
     # 3, 4 big file
     if g("w3.casfs_s") is not None:
@@ -206,7 +215,7 @@ def build_rows(f):
         r = ratio(c, e)
         det = (f"{g('w7.ios')} random 4 KiB reads of a {g('w7.file_bytes') / MIB:.0f} MiB file, "
                f"direct=0, iodepth {g(f'w7.{eng}.iodepth')}; mean latency ext4 "
-               f"{g(f'w7.{eng}.ext4_lat_us'):.0f} µs, casfs {g(f'w7.{eng}.casfs_lat_us'):.0f} µs; loose objects")
+               f"{g(f'w7.{eng}.ext4_lat_us'):.0f} µs, casfs {g(f'w7.{eng}.casfs_lat_us'):.0f} µs; {tiers('w7')}")
         rows.append(dict(id="7", workload=f"random 4 KiB reads, cold, fio {eng} (IOPS)",
                          ext4=f"{e:.0f}", casfs=f"{c:.0f}", ratio=r, ratio_text=fmt_ratio(r),
                          target="≥ 0.5×", met=None if r is None else r >= 0.5, details=det))
@@ -230,11 +239,18 @@ def build_rows(f):
                  f"{g('w9.inserts') / g('w9.casfs_s'):.0f} vs {g('w9.inserts') / g('w9.ext4_s'):.0f} inserts/s")
     # 10 packing
     if g("w10.pack_s") is not None:
+        unpacked_objects = g("w10.unpacked_objects")
+        unpacked_bytes = g("w10.unpacked_bytes")
+        unpacked_detail = (f"{g('w10.intake_objects')} in intake packs, "
+                           f"{g('w10.loose_objects')} loose")
+        if unpacked_objects is None:  # a run from before intake packs
+            unpacked_objects, unpacked_bytes = g("w10.loose_objects"), g("w10.loose_bytes")
+            unpacked_detail = "loose"
         rows.append(dict(
-            id="10a", workload="casfsctl pack --wait of the tree's loose objects", ext4="—",
+            id="10a", workload="casfsctl pack --wait of the tree's unpacked objects", ext4="—",
             casfs=fmt_s(g("w10.pack_s")), ratio=None,
             ratio_text=f"{g('w10.pack_mb_s'):.0f} MB/s", target="", met=None,
-            details=(f"{g('w10.loose_objects')} objects, {g('w10.loose_bytes') / MB:.0f} MB raw → "
+            details=(f"{unpacked_objects} objects ({unpacked_detail}), {unpacked_bytes / MB:.0f} MB raw → "
                      f"{g('w10.stored_after') / MB:.0f} MB stored")))
     if g("w10.packed_read_s") is not None:
         e = g("w2.ext4_s")
