@@ -48,8 +48,12 @@ struct FsOptions {
   std::chrono::milliseconds commit_interval{5000};
   // A file holding more dirty bytes than this is written out by the writer itself.
   std::uint64_t dirty_file_limit = 64ull << 20;
-  // All files together; past this each writer writes out its own file.
-  std::uint64_t dirty_total_limit = 512ull << 20;
+  // All files together; past this each writer writes out its own file. The daemon's
+  // peak memory is about this plus a write-out batch's copy of its bytes: at 512 MiB
+  // an untar of the Linux tree, whose large generated headers arrive faster than one
+  // flusher tick writes them, peaked at 435-472 MiB RSS; at 256 MiB, 358-363 MiB,
+  // and no slower.
+  std::uint64_t dirty_total_limit = 256ull << 20;
   // Whether changes to a file's bytes (write, truncate, fallocate) set its mtime and
   // ctime. Not under FUSE's writeback cache: there the kernel keeps a file's times
   // and hands them over with setattr; a write reaching the daemon later (or a finer
