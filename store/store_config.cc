@@ -7,8 +7,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <utility>
 
 #include "store/error.h"
 #include "store/unique_fd.h"
@@ -62,6 +65,29 @@ StoreConfig StoreConfig::load(const std::filesystem::path& dir) {
   return parse(text, dir);
 }
 
+namespace {
+
+// nlohmann's get<T>() casts any number it finds, so a float, a negative or a number
+// too large for T gives undefined behaviour or a silently wrong setting. A setting is
+// a whole number in T's range, or the store's settings are refused.
+template <typename T>
+T integer_setting(const nlohmann::json& value, const std::string& name,
+                  const std::filesystem::path& file) {
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<std::uint64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  } else if (value.is_number_integer()) {
+    const auto v = value.get<std::int64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  }
+  throw StoreError(EINVAL, file.string() + ": " + name + " must be a whole number from " +
+                               std::to_string(std::numeric_limits<T>::min()) + " to " +
+                               std::to_string(std::numeric_limits<T>::max()) + ", not " +
+                               value.dump() + "; restore casfs.json from a backup");
+}
+
+}  // namespace
+
 StoreConfig StoreConfig::parse(std::string_view text, const std::filesystem::path& dir) {
   const auto file = dir / "casfs.json";
   nlohmann::json j;
@@ -77,7 +103,7 @@ StoreConfig StoreConfig::parse(std::string_view text, const std::filesystem::pat
       throw StoreError(EINVAL, dir.string() + " is not a casfs store (casfs.json has format " +
                                    j.at("format").dump() + ")");
     }
-    config.version = j.at("version").get<int>();
+    config.version = integer_setting<int>(j.at("version"), "version", file);
     if (config.version > kStoreFormatVersion) {
       throw StoreError(EPROTONOSUPPORT,
                        "store " + dir.string() + " has format version " +
@@ -90,12 +116,14 @@ StoreConfig StoreConfig::parse(std::string_view text, const std::filesystem::pat
     }
     config.uuid = j.at("uuid").get<std::string>();
     const auto& c = j.at("compression");
-    config.settings.compression_level = c.at("level").get<int>();
-    config.settings.pack_target_bytes = j.at("packs").at("target_bytes").get<std::uint64_t>();
+    config.settings.compression_level =
+        integer_setting<int>(c.at("level"), "compression.level", file);
+    config.settings.pack_target_bytes = integer_setting<std::uint64_t>(
+        j.at("packs").at("target_bytes"), "packs.target_bytes", file);
     const auto& ch = j.at("chunking");
-    config.settings.chunk_min = ch.at("min").get<std::uint32_t>();
-    config.settings.chunk_avg = ch.at("avg").get<std::uint32_t>();
-    config.settings.chunk_max = ch.at("max").get<std::uint32_t>();
+    config.settings.chunk_min = integer_setting<std::uint32_t>(ch.at("min"), "chunking.min", file);
+    config.settings.chunk_avg = integer_setting<std::uint32_t>(ch.at("avg"), "chunking.avg", file);
+    config.settings.chunk_max = integer_setting<std::uint32_t>(ch.at("max"), "chunking.max", file);
   } catch (const nlohmann::json::exception& e) {
     throw StoreError(EINVAL, file.string() +
                                  " is missing a setting or has one of the wrong type (" +

@@ -702,6 +702,46 @@ TEST(StoreOpenTest, BadStoresAreRefusedWithOneLineErrorsAndLeftAlone) {
   expect_error(dir, "another store");
 }
 
+// Numbers in casfs.json that do not fit their setting are refused with the setting's
+// name, not cast: a float, a negative or a too large number would otherwise become
+// undefined behaviour or a silently different chunk size.
+TEST(StoreOpenTest, SettingsThatAreNotWholeNumbersInRangeAreRefused) {
+  TempDir tmp;
+  auto dir = tmp.path() / "store";
+  Store::init(dir);
+  nlohmann::json good;
+  std::ifstream(dir / "casfs.json") >> good;
+  const std::vector<std::pair<nlohmann::json::json_pointer, nlohmann::json>> bad = {
+      {nlohmann::json::json_pointer("/chunking/min"), 1.63e86},
+      {nlohmann::json::json_pointer("/chunking/min"), 16384.5},
+      {nlohmann::json::json_pointer("/chunking/avg"), -1},
+      {nlohmann::json::json_pointer("/chunking/max"), 4294967296ull},
+      {nlohmann::json::json_pointer("/version"), 1e300},
+      {nlohmann::json::json_pointer("/compression/level"), 2147483648ull},
+      {nlohmann::json::json_pointer("/packs/target_bytes"), -5},
+  };
+  for (const auto& [where, value] : bad) {
+    nlohmann::json j = good;
+    j[where] = value;
+    std::ofstream(dir / "casfs.json") << j.dump();
+    const std::string name = where.to_string().substr(1);
+    try {
+      Store::open(dir);
+      ADD_FAILURE() << name << " = " << value.dump() << " was accepted";
+    } catch (const StoreError& e) {
+      EXPECT_EQ(e.code(), EINVAL) << name;
+      const std::string dotted = [&] {
+        std::string d = name;
+        std::replace(d.begin(), d.end(), '/', '.');
+        return d;
+      }();
+      EXPECT_NE(std::string(e.what()).find(dotted), std::string::npos) << e.what();
+    }
+  }
+  std::ofstream(dir / "casfs.json") << good.dump();
+  EXPECT_NO_THROW(Store::open(dir));
+}
+
 // Stores whose index predates the uuid record get it on their next open, and from
 // then on an index copied from another store is refused.
 TEST(StoreOpenTest, AnIndexWithoutTheStoreUuidGetsItOnOpen) {
