@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "fs/fuse_session_io.h"
 #include "store/log.h"
 
 namespace casfs {
@@ -87,6 +88,8 @@ FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mo
                              " (is /dev/fuse there and fusermount3 installed?)");
   }
   mounted_ = true;
+  context_->session = session_;
+  install_session_io(session_);
   if (context_->uring) {
     ring_ = std::make_unique<FuseRing>(session_);
     context_->ring = ring_.get();

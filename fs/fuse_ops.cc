@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/fs_error.h"
+#include "fs/fuse_session_io.h"
 #include "store/error.h"
 #include "store/log.h"
 
@@ -117,6 +119,47 @@ Caller caller_of(fuse_req_t req) {
                 static_cast<std::uint32_t>(ctx->umask)};
 }
 
+// Whether the caller is in group `gid`, as its primary group or a supplementary one
+// (which libfuse reads from /proc). Unknown counts as no.
+bool caller_in_group(fuse_req_t req, std::uint32_t gid) {
+  if (fuse_req_ctx(req)->gid == gid) return true;
+  std::vector<gid_t> groups(32);
+  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<std::size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  if (n <= 0) return false;
+  groups.resize(std::min(groups.size(), static_cast<std::size_t>(n)));
+  return std::find(groups.begin(), groups.end(), gid) != groups.end();
+}
+
+// The set-ID bits that the kernel's VFS clears when a file is written or truncated
+// by a caller without CAP_FSETID (`privileged` false), or chowned: set-user-ID, and
+// set-group-ID if the group may execute or the caller is outside the file's group.
+// Under FUSE_HANDLE_KILLPRIV_V2 (fuse_session_io.h) the kernel leaves that to us.
+std::uint32_t set_id_bits_to_clear(fuse_req_t req, const Inode& inode, bool privileged) {
+  if (S_ISDIR(inode.mode)) return 0;
+  std::uint32_t bits = inode.mode & S_ISUID;
+  if ((inode.mode & S_ISGID) &&
+      ((inode.mode & S_IXGRP) || (!privileged && !caller_in_group(req, inode.gid))))
+    bits |= S_ISGID;
+  return bits;
+}
+
+// A write or O_TRUNC open that the kernel marked as clearing set-ID bits.
+void clear_set_id_for_request(fuse_req_t req, fuse_ino_t ino) {
+  if (!request_drops_set_id()) return;
+  Filesystem& fs = fs_of(req);
+  AttrChanges c;
+  c.clear_mode_bits = set_id_bits_to_clear(req, fs.getattr(ino), false);
+  if (c.clear_mode_bits == 0) return;
+  fs.setattr(ino, c);
+  // Neither reply carries attributes, so the kernel would show the old mode until
+  // its attributes time out.
+  fuse_lowlevel_notify_inval_inode(context_of(req).session, ino, -1, 0);
+}
+
 void reply_entry(fuse_req_t req, const Inode& inode) {
   fuse_entry_param e = to_entry(context_of(req), inode);
   // The reference counted for this entry is dropped if the kernel never got it.
@@ -138,8 +181,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_CACHE_SYMLINKS);
   // Locks stay in the kernel: casfs is the only server, so local locks are exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
-  // libfuse asks for this by default; without it the kernel clears set-user-ID and
-  // set-group-ID bits on writes and chown itself, through setattr, as ext4 does.
+  // libfuse asks for this by default. casfs takes its successor instead, which
+  // libfuse 3.14 does not know (fuse_session_io.h): with v1 the kernel leaves the
+  // set-ID bits of a file written through the writeback cache alone.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   // With this (libfuse's default too) O_TRUNC arrives with open, not as a setattr.
   want(FUSE_CAP_ATOMIC_O_TRUNC);
@@ -213,6 +257,12 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       c.mtime = from_timespec(attr->st_mtim);
     }
     if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = from_timespec(attr->st_ctim);
+    // A truncate the kernel marked, or a change of owner or group (by root, it keeps
+    // set-group-ID without group execute).
+    const bool chown = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
+    if (request_drops_set_id() || chown)
+      c.clear_mode_bits =
+          set_id_bits_to_clear(req, fs_of(req).getattr(ino), chown && fuse_req_ctx(req)->uid == 0);
     struct stat st = to_stat(fs_of(req).setattr(ino, c));
     fuse_reply_attr(req, &st, context_of(req).attr_timeout);
   });
@@ -268,6 +318,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* 
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   handle(req, [&] {
+    clear_set_id_for_request(req, ino);
     fs_of(req).open(ino, (fi->flags & O_TRUNC) != 0);
     // casfs is the only writer, so cached pages stay valid from one open to the next.
     fi->keep_cache = 1;
@@ -299,6 +350,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
               fuse_file_info*) {
   handle(req, [&] {
+    clear_set_id_for_request(req, ino);
     fs_of(req).write(ino, static_cast<std::uint64_t>(off),
                      std::span(reinterpret_cast<const std::byte*>(buf), size));
     fuse_reply_write(req, size);

@@ -21,7 +21,8 @@ struct FuseContext {
   bool writeback_cache = true;
   // Serve requests through FUSE over io_uring (fuse_ring.h) when the kernel offers it.
   bool uring = false;
-  FuseRing* ring = nullptr;  // set by FuseMount while the ring is attached
+  FuseRing* ring = nullptr;         // set by FuseMount while the ring is attached
+  fuse_session* session = nullptr;  // set by FuseMount, for notifications
   // The kernel's readahead window for files on the mount, in bytes; 0 leaves the
   // kernel's default (128 KiB for FUSE). See FuseMount::run().
   std::uint64_t readahead = 4 << 20;

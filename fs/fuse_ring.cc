@@ -24,6 +24,7 @@
 #include <string>
 
 #include "fs/fuse_ops.h"
+#include "fs/fuse_session_io.h"
 #include "store/cpu_affinity.h"
 #include "store/log.h"
 
@@ -84,10 +85,6 @@ static_assert(kHeadroom >= sizeof(fuse_in_header) + sizeof(RingHeader::op_in));
 // The request whose handler runs on this thread, so that its reply can be told apart
 // from replies to requests that came through /dev/fuse.
 thread_local void* current_entry = nullptr;
-
-FuseRing* ring_of(void* userdata) {
-  return static_cast<FuseContext*>(userdata)->ring;
-}
 
 // The kernel keeps one queue for every possible CPU (nr_cpu_ids).
 unsigned possible_cpus() {
@@ -167,16 +164,7 @@ bool FuseRing::kernel_allows() {
   return std::getline(in, value) && (value == "Y" || value == "1");
 }
 
-FuseRing::FuseRing(fuse_session* session) : session_(session) {
-  static const fuse_custom_io hooks = {
-      .writev = &FuseRing::writev_hook,
-      .read = &FuseRing::read_hook,
-      .splice_receive = nullptr,
-      .splice_send = nullptr,
-  };
-  if (fuse_session_custom_io(session_, &hooks, fuse_session_fd(session_)) != 0)
-    throw std::runtime_error("cannot attach FUSE over io_uring to the session");
-}
+FuseRing::FuseRing(fuse_session* session) : session_(session) {}
 
 FuseRing::~FuseRing() {
   stop();
@@ -194,20 +182,6 @@ void FuseRing::stop() {
     if (queue->done_fd >= 0) ::close(queue->done_fd);
     queue->stop_fd = queue->done_fd = -1;
   }
-}
-
-// The hooks stay installed in the session after the ring is gone (FuseMount detaches
-// it first): then they are plain read(2) and writev(2).
-ssize_t FuseRing::read_hook(int fd, void* buf, size_t len, void* userdata) {
-  const ssize_t n = ::read(fd, buf, len);
-  FuseRing* ring = ring_of(userdata);
-  if (n > 0 && ring != nullptr) ring->saw_request(buf, static_cast<std::size_t>(n));
-  return n;
-}
-
-ssize_t FuseRing::writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
-  FuseRing* ring = ring_of(userdata);
-  return ring != nullptr ? ring->write_reply(fd, iov, count) : ::writev(fd, iov, count);
 }
 
 void FuseRing::saw_request(const void* buf, std::size_t len) {
@@ -547,6 +521,7 @@ void FuseRing::process(Entry& entry) {
     buf.mem = entry.request;
     buf.size = entry.request_size;
     current_entry = &entry;
+    note_request(entry.request, entry.request_size);
     fuse_session_process_buf(session_, &buf);
     current_entry = nullptr;
   }

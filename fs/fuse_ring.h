@@ -5,12 +5,12 @@
 // CPU. On a 2-CPU virtual machine a getxattr round trip took 46 µs through /dev/fuse
 // (123 µs when reader and caller sat on different CPUs) and 16 µs with both on one.
 //
-// libfuse 3.14 predates this transport, so it is attached through libfuse's custom
-// I/O hooks and leaves the handlers untouched: a request from a ring is laid out as
-// read(2) on /dev/fuse would have delivered it and handed to fuse_session_process_buf;
-// the reply, which libfuse writes through the writev hook on the same thread, is
-// committed to the ring instead. /dev/fuse stays in use for what the kernel still
-// sends there (FUSE_INIT, FORGET, INTERRUPT) and for notifications.
+// libfuse 3.14 predates this transport, so it is attached through the session's I/O
+// hooks (fuse_session_io.h) and leaves the handlers untouched: a request from a ring
+// is laid out as read(2) on /dev/fuse would have delivered it and handed to
+// fuse_session_process_buf; the reply, which libfuse writes through the writev hook
+// on the same thread, is committed to the ring instead. /dev/fuse stays in use for what the kernel
+// still sends there (FUSE_INIT, FORGET, INTERRUPT) and for notifications.
 //
 // The kernel offers the transport in FUSE_INIT only when its module parameter
 // enable_uring is on; the ring starts once the kernel has taken the INIT reply that
@@ -40,7 +40,8 @@ class FuseRing {
   // /sys/module/fuse/parameters/enable_uring is on.
   static bool kernel_allows();
 
-  // Installs the hooks on `session`, which must be mounted and not yet served.
+  // For `session`, mounted and not yet served, whose I/O hooks (install_session_io)
+  // pass the requests and replies of /dev/fuse to saw_request and write_reply.
   explicit FuseRing(fuse_session* session);
   // Stops and joins the queue threads; call after the session's loop has ended.
   void stop();
@@ -48,16 +49,14 @@ class FuseRing {
   FuseRing(const FuseRing&) = delete;
   FuseRing& operator=(const FuseRing&) = delete;
 
+  // Called by the session's hooks with each request read from /dev/fuse, and with
+  // each reply libfuse writes (to /dev/fuse or, for a ring's request, to the ring).
+  void saw_request(const void* buf, std::size_t len);
+  ssize_t write_reply(int fd, struct iovec* iov, int count);
+
  private:
   struct Entry;
   struct Queue;
-
-  static ssize_t read_hook(int fd, void* buf, size_t len, void* userdata);
-  static ssize_t writev_hook(int fd, struct iovec* iov, int count, void* userdata);
-
-  // Called by the hooks (userdata is the session's FuseContext, which points here).
-  void saw_request(const void* buf, std::size_t len);
-  ssize_t write_reply(int fd, struct iovec* iov, int count);
   // After the kernel took the INIT reply that accepted the transport.
   void start(std::size_t payload_size);
   void serve(Queue& queue);

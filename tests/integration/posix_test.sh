@@ -63,6 +63,41 @@ expect_eq "the write cleared set-group-ID" "777" "$(stat -c %a "$mnt/sgid")"
 printf 'prog' >"$mnt/own-suid" && chmod 6755 "$mnt/own-suid"
 echo more >>"$mnt/own-suid"
 expect_eq "the owner (root) writing its own set-ID file keeps the bits" "6755" "$(stat -c %a "$mnt/own-suid")"
+# The kernel leaves these to casfs (FUSE_HANDLE_KILLPRIV_V2), and stat must show the
+# new mode at once. Truncating, opening with O_TRUNC and writing with O_DIRECT clear
+# the bits as a buffered write does.
+printf 'prog' >"$mnt/trunc-sid" && chmod 6777 "$mnt/trunc-sid"
+check "another user truncates a world-writable set-ID file" as_user $nobody truncate -s 2 "$mnt/trunc-sid"
+expect_eq "the truncate cleared both bits" "777 2" "$(stat -c '%a %s' "$mnt/trunc-sid")"
+printf 'prog' >"$mnt/otrunc-suid" && chmod 4777 "$mnt/otrunc-suid"
+check "another user opens a set-user-ID file with O_TRUNC" as_user $nobody sh -c ": >'$mnt/otrunc-suid'"
+expect_eq "the O_TRUNC open cleared set-user-ID" "777 0" "$(stat -c '%a %s' "$mnt/otrunc-suid")"
+printf 'prog' >"$mnt/direct-suid" && chmod 4777 "$mnt/direct-suid"
+check "another user writes a set-user-ID file with O_DIRECT" as_user $nobody \
+  dd if=/dev/zero of="$mnt/direct-suid" bs=4096 count=1 oflag=direct conv=notrunc status=none
+expect_eq "the O_DIRECT write cleared set-user-ID" "777" "$(stat -c %a "$mnt/direct-suid")"
+# Set-group-ID without group execute: cleared by a writer outside the file's group
+# only (as on ext4 since Linux 6.2).
+printf 'prog' >"$mnt/sgid-outside" && chmod 2766 "$mnt/sgid-outside"
+printf 'prog' >"$mnt/sgid-inside" && chgrp $nobody "$mnt/sgid-inside" && chmod 2766 "$mnt/sgid-inside"
+as_user $nobody sh -c "echo more >>'$mnt/sgid-outside' && echo more >>'$mnt/sgid-inside'"
+expect_eq "set-group-ID without group execute: outside the group cleared, inside kept" "766 2766" \
+  "$(stat -c %a "$mnt/sgid-outside" "$mnt/sgid-inside" | paste -sd' ')"
+# chown clears set-user-ID and a program's set-group-ID even when root does it.
+printf 'prog' >"$mnt/chown-sid" && chmod 6755 "$mnt/chown-sid"
+printf 'prog' >"$mnt/chown-sgid-noexec" && chmod 2745 "$mnt/chown-sgid-noexec"
+chown $other "$mnt/chown-sid" "$mnt/chown-sgid-noexec"
+expect_eq "chown by root cleared set-user-ID and set-group-ID, kept it without group execute" \
+  "755 2745" "$(stat -c %a "$mnt/chown-sid" "$mnt/chown-sgid-noexec" | paste -sd' ')"
+# A file capability goes too (the kernel asks for it, then removes it).
+caps=0x0000000200040000000000000000000000000000 # cap_net_bind_service, permitted
+printf 'prog' >"$mnt/capable" && chmod 0777 "$mnt/capable"
+check "root sets a file capability" setfattr -n security.capability -v $caps "$mnt/capable"
+check "another user writes the file" as_user $nobody sh -c "echo more >>'$mnt/capable'"
+check_fails "the write removed the capability" getfattr -n security.capability "$mnt/capable"
+check "root sets it again" setfattr -n security.capability -v $caps "$mnt/capable"
+chown $other "$mnt/capable"
+check_fails "chown removed it" getfattr -n security.capability "$mnt/capable"
 
 # --- POSIX ACLs and the umask ----------------------------------------------------
 (umask 027 && touch "$mnt/masked" && mkdir "$mnt/masked-dir")
