@@ -241,7 +241,7 @@ Inode Filesystem::setattr(std::uint64_t ino, const AttrChanges& changes) {
   if (changes.size) truncate_locked(ino, *file, *changes.size, now);
 
   const bool other_changes = changes.mode || changes.uid || changes.gid || changes.atime ||
-                             changes.mtime || changes.ctime || changes.clear_mode_bits != 0;
+                             changes.mtime || changes.ctime || changes.clear_set_id_bits != 0;
   if (other_changes) {
     queue_.write([&](LmdbTxn& txn) {
       auto inode = namespace_.get(txn, ino);
@@ -256,7 +256,7 @@ Inode Filesystem::setattr(std::uint64_t ino, const AttrChanges& changes) {
             xattrs_.set(txn, ino, kAclAccess, acl.encode(), 0);
           }
       }
-      inode->mode &= ~(changes.clear_mode_bits & (S_ISUID | S_ISGID));
+      inode->mode &= ~(changes.clear_set_id_bits & (S_ISUID | S_ISGID));
       if (changes.uid) inode->uid = *changes.uid;
       if (changes.gid) inode->gid = *changes.gid;
       if (changes.atime) inode->atime = *changes.atime;

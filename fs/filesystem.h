@@ -74,9 +74,9 @@ struct AttrChanges {
   std::optional<std::uint32_t> uid, gid;
   std::optional<std::uint64_t> size;
   std::optional<Timespec> atime, mtime, ctime;
-  // Set-ID bits to clear (after `mode`): the FUSE layer works out which ones the
-  // kernel's rules clear on a write, truncate or chown.
-  std::uint32_t clear_mode_bits = 0;
+  // S_ISUID and S_ISGID to clear (after `mode`; other bits are ignored): the FUSE
+  // layer works out which ones the kernel's rules clear on a write, truncate or chown.
+  std::uint32_t clear_set_id_bits = 0;
 };
 
 struct FsStat {

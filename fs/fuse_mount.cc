@@ -89,7 +89,15 @@ FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mo
   }
   mounted_ = true;
   context_->session = session_;
-  install_session_io(session_);
+  try {
+    install_session_io(session_);
+  } catch (...) {
+    // No destructor runs for a constructor that throws.
+    fuse_session_unmount(session_);
+    fuse_session_destroy(session_);
+    session_ = nullptr;
+    throw;
+  }
   if (context_->uring) {
     ring_ = std::make_unique<FuseRing>(session_);
     context_->ring = ring_.get();

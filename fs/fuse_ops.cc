@@ -147,17 +147,22 @@ std::uint32_t set_id_bits_to_clear(fuse_req_t req, const Inode& inode, bool priv
   return bits;
 }
 
-// A write or O_TRUNC open that the kernel marked as clearing set-ID bits.
-void clear_set_id_for_request(fuse_req_t req, fuse_ino_t ino) {
-  if (!request_drops_set_id()) return;
+// Clears what set_id_bits_to_clear names for a caller without CAP_FSETID, and makes
+// the kernel drop the mode it caches: the replies to WRITE, OPEN, FALLOCATE and
+// COPY_FILE_RANGE carry no attributes, and it would show the old mode for a second.
+void clear_set_id_bits(fuse_req_t req, fuse_ino_t ino) {
   Filesystem& fs = fs_of(req);
   AttrChanges c;
-  c.clear_mode_bits = set_id_bits_to_clear(req, fs.getattr(ino), false);
-  if (c.clear_mode_bits == 0) return;
+  c.clear_set_id_bits = set_id_bits_to_clear(req, fs.getattr(ino), false);
+  if (c.clear_set_id_bits == 0) return;
   fs.setattr(ino, c);
-  // Neither reply carries attributes, so the kernel would show the old mode until
-  // its attributes time out.
   fuse_lowlevel_notify_inval_inode(context_of(req).session, ino, -1, 0);
+}
+
+// FALLOCATE and COPY_FILE_RANGE change a file's bytes without the kernel's mark of a
+// caller without CAP_FSETID that WRITE carries: root is taken to hold it, as for chown.
+void clear_set_id_bits_unless_root(fuse_req_t req, fuse_ino_t ino) {
+  if (fuse_req_ctx(req)->uid != 0) clear_set_id_bits(req, ino);
 }
 
 void reply_entry(fuse_req_t req, const Inode& inode) {
@@ -258,11 +263,12 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     }
     if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = from_timespec(attr->st_ctim);
     // A truncate the kernel marked, or a change of owner or group (by root, it keeps
-    // set-group-ID without group execute).
-    const bool chown = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
-    if (request_drops_set_id() || chown)
-      c.clear_mode_bits =
-          set_id_bits_to_clear(req, fs_of(req).getattr(ino), chown && fuse_req_ctx(req)->uid == 0);
+    // set-group-ID without group execute). chown(f, -1, -1), which clears
+    // set-user-ID on ext4, arrives with neither and clears nothing here.
+    const bool owner_changes = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
+    if (request_drops_set_id() || owner_changes)
+      c.clear_set_id_bits = set_id_bits_to_clear(req, fs_of(req).getattr(ino),
+                                                 owner_changes && fuse_req_ctx(req)->uid == 0);
     struct stat st = to_stat(fs_of(req).setattr(ino, c));
     fuse_reply_attr(req, &st, context_of(req).attr_timeout);
   });
@@ -318,7 +324,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* 
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   handle(req, [&] {
-    clear_set_id_for_request(req, ino);
+    if (request_drops_set_id()) clear_set_id_bits(req, ino);
     fs_of(req).open(ino, (fi->flags & O_TRUNC) != 0);
     // casfs is the only writer, so cached pages stay valid from one open to the next.
     fi->keep_cache = 1;
@@ -350,7 +356,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
               fuse_file_info*) {
   handle(req, [&] {
-    clear_set_id_for_request(req, ino);
+    if (request_drops_set_id()) clear_set_id_bits(req, ino);
     fs_of(req).write(ino, static_cast<std::uint64_t>(off),
                      std::span(reinterpret_cast<const std::byte*>(buf), size));
     fuse_reply_write(req, size);
@@ -512,6 +518,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
                   fuse_file_info*) {
   handle(req, [&] {
     if (offset < 0 || length <= 0) throw FsError(EINVAL, "bad fallocate range");
+    clear_set_id_bits_unless_root(req, ino);
     fs_of(req).fallocate(ino, mode, static_cast<std::uint64_t>(offset),
                          static_cast<std::uint64_t>(length));
     fuse_reply_err(req, 0);
@@ -522,6 +529,7 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
                         fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
   handle(req, [&] {
     if (flags != 0) throw FsError(EINVAL, "copy_file_range flags must be 0");
+    clear_set_id_bits_unless_root(req, ino_out);
     const std::uint64_t copied =
         fs_of(req).copy_range(ino_in, static_cast<std::uint64_t>(off_in), ino_out,
                               static_cast<std::uint64_t>(off_out), len);

@@ -259,7 +259,12 @@ ssize_t FuseRing::write_reply(int fd, struct iovec* iov, int count) {
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const std::size_t pages =
       (init.flags & FUSE_MAX_PAGES) ? std::max<std::size_t>(1, init.max_pages) : 32;
-  start(std::max({std::size_t{8192}, static_cast<std::size_t>(init.max_write), pages * page}));
+  try {
+    start(std::max({std::size_t{8192}, static_cast<std::size_t>(init.max_write), pages * page}));
+  } catch (const std::exception& e) {
+    // The kernel uses the rings only once every queue has registered its entries.
+    log::error("FUSE over io_uring: %s; serving through /dev/fuse", e.what());
+  }
   return n;
 }
 

@@ -9,8 +9,9 @@
 // hooks (fuse_session_io.h) and leaves the handlers untouched: a request from a ring
 // is laid out as read(2) on /dev/fuse would have delivered it and handed to
 // fuse_session_process_buf; the reply, which libfuse writes through the writev hook
-// on the same thread, is committed to the ring instead. /dev/fuse stays in use for what the kernel
-// still sends there (FUSE_INIT, FORGET, INTERRUPT) and for notifications.
+// on the same thread, is committed to the ring instead. /dev/fuse stays in use for
+// what the kernel still sends there (FUSE_INIT, FORGET, INTERRUPT) and for
+// notifications.
 //
 // The kernel offers the transport in FUSE_INIT only when its module parameter
 // enable_uring is on; the ring starts once the kernel has taken the INIT reply that

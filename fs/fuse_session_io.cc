@@ -6,22 +6,26 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 #include "fs/fuse_ops.h"
 #include "fs/fuse_ring.h"
+#include "store/log.h"
 
 namespace casfs {
 
 namespace {
 
-// Set for each request by the thread that reads it and then serves it.
+// Set for each request by the thread that serves it: the one that read it from
+// /dev/fuse, or the ring's thread that hands it to libfuse.
 thread_local bool drops_set_id = false;
 
 // The INIT request's id, while its reply is still to come, and whether the kernel
-// offered FUSE_HANDLE_KILLPRIV_V2 in it.
+// offered FUSE_HANDLE_KILLPRIV_V2 in it. A daemon serves one session.
 std::atomic<std::uint64_t> init_unique{0};
 std::atomic<bool> kernel_offers_killpriv_v2{false};
 
@@ -58,6 +62,9 @@ void accept_killpriv_v2(struct iovec* iov, int count) {
   std::memcpy(field, &flags, sizeof flags);
 }
 
+// The hooks are called from libfuse's C code, which no exception may cross. They are
+// not noexcept all the same: libfuse ends its threads with pthread_cancel while they
+// wait in read(2), and that unwinding must pass through (a noexcept frame aborts).
 ssize_t read_hook(int fd, void* buf, size_t len, void* userdata) {
   const ssize_t n = ::read(fd, buf, len);
   if (n > 0) {
@@ -70,7 +77,14 @@ ssize_t read_hook(int fd, void* buf, size_t len, void* userdata) {
 ssize_t writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
   accept_killpriv_v2(iov, count);
   FuseRing* ring = ring_of(userdata);
-  return ring != nullptr ? ring->write_reply(fd, iov, count) : ::writev(fd, iov, count);
+  if (ring == nullptr) return ::writev(fd, iov, count);
+  try {
+    return ring->write_reply(fd, iov, count);
+  } catch (const std::exception& e) {
+    log::error("FUSE over io_uring: a reply failed: %s", e.what());
+    errno = EIO;
+    return -1;
+  }
 }
 
 }  // namespace

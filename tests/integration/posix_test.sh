@@ -8,7 +8,7 @@
 # 100,000 entries listed while it changes, statfs, ro mounts, SIGTERM, and the
 # mount refusals (a store already mounted, a missing mountpoint, not a store).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-require_tools setpriv setfattr getfattr setfacl getfacl mknod stat df
+require_tools setpriv setfattr getfattr setfacl getfacl mknod stat df fallocate
 
 store=$WORK/store mnt=$WORK/mnt
 casfs_mkfs "$store" || bail "mkfs failed"
@@ -80,15 +80,40 @@ expect_eq "the O_DIRECT write cleared set-user-ID" "777" "$(stat -c %a "$mnt/dir
 # only (as on ext4 since Linux 6.2).
 printf 'prog' >"$mnt/sgid-outside" && chmod 2766 "$mnt/sgid-outside"
 printf 'prog' >"$mnt/sgid-inside" && chgrp $nobody "$mnt/sgid-inside" && chmod 2766 "$mnt/sgid-inside"
-as_user $nobody sh -c "echo more >>'$mnt/sgid-outside' && echo more >>'$mnt/sgid-inside'"
+check "another user writes two set-group-ID files without group execute" \
+  as_user $nobody sh -c "echo more >>'$mnt/sgid-outside' && echo more >>'$mnt/sgid-inside'"
 expect_eq "set-group-ID without group execute: outside the group cleared, inside kept" "766 2766" \
   "$(stat -c %a "$mnt/sgid-outside" "$mnt/sgid-inside" | paste -sd' ')"
+# The same through a supplementary group, by a truncate: that one reaches casfs
+# marked as clearing, and casfs asks the kernel for the caller's groups.
+printf 'prog' >"$mnt/sgid-member" && chgrp 4243 "$mnt/sgid-member" && chmod 2766 "$mnt/sgid-member"
+check "a member of the file's group (a supplementary one) truncates it" \
+  setpriv --reuid=$nobody --regid=$nobody --groups=4243 truncate -s 2 "$mnt/sgid-member"
+expect_eq "the member's truncate kept set-group-ID without group execute" "2766 2" \
+  "$(stat -c '%a %s' "$mnt/sgid-member")"
+printf 'prog' >"$mnt/root-trunc" && chmod 6777 "$mnt/root-trunc" && truncate -s 2 "$mnt/root-trunc"
+expect_eq "root's truncate keeps both bits" "6777" "$(stat -c %a "$mnt/root-trunc")"
+# fallocate and copy_file_range change bytes too, and arrive unmarked.
+printf 'prog' >"$mnt/falloc-suid" && chmod 4777 "$mnt/falloc-suid"
+printf 'prog' >"$mnt/falloc-root" && chmod 4755 "$mnt/falloc-root"
+check "another user fallocates a set-user-ID file" as_user $nobody fallocate -l 8192 "$mnt/falloc-suid"
+check "root fallocates its own" fallocate -l 8192 "$mnt/falloc-root"
+expect_eq "fallocate: another user's cleared set-user-ID, root's kept it" "777 4755" \
+  "$(stat -c %a "$mnt/falloc-suid" "$mnt/falloc-root" | paste -sd' ')"
+printf 'data' >"$mnt/copy-src" && printf 'prog' >"$mnt/copy-suid" && chmod 4777 "$mnt/copy-suid"
+check "another user copy_file_range()s into a set-user-ID file" as_user $nobody /usr/bin/python3 -c "
+import os
+src, dst = os.open('$mnt/copy-src', os.O_RDONLY), os.open('$mnt/copy-suid', os.O_WRONLY)
+assert os.copy_file_range(src, dst, 4, 0, 0) == 4"
+expect_eq "copy_file_range cleared set-user-ID" "777" "$(stat -c %a "$mnt/copy-suid")"
 # chown clears set-user-ID and a program's set-group-ID even when root does it.
 printf 'prog' >"$mnt/chown-sid" && chmod 6755 "$mnt/chown-sid"
 printf 'prog' >"$mnt/chown-sgid-noexec" && chmod 2745 "$mnt/chown-sgid-noexec"
-chown $other "$mnt/chown-sid" "$mnt/chown-sgid-noexec"
+mkdir "$mnt/chown-sgid-dir" && chmod 2775 "$mnt/chown-sgid-dir"
+chown $other "$mnt/chown-sid" "$mnt/chown-sgid-noexec" "$mnt/chown-sgid-dir"
 expect_eq "chown by root cleared set-user-ID and set-group-ID, kept it without group execute" \
   "755 2745" "$(stat -c %a "$mnt/chown-sid" "$mnt/chown-sgid-noexec" | paste -sd' ')"
+expect_eq "a directory keeps set-group-ID through chown" "2775" "$(stat -c %a "$mnt/chown-sgid-dir")"
 # A file capability goes too (the kernel asks for it, then removes it).
 caps=0x0000000200040000000000000000000000000000 # cap_net_bind_service, permitted
 printf 'prog' >"$mnt/capable" && chmod 0777 "$mnt/capable"
