@@ -7,12 +7,13 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <new>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -119,19 +120,21 @@ Caller caller_of(fuse_req_t req) {
                 static_cast<std::uint32_t>(ctx->umask)};
 }
 
-// Whether the caller is in group `gid`, as its primary group or a supplementary one
-// (which libfuse reads from /proc). Unknown counts as no.
+// Whether the caller is in group `gid`, as its primary group or a supplementary one,
+// which /proc lists (libfuse 3.14's fuse_req_getgroups reads past the end of its
+// buffer there). Unknown counts as no, which clears the bit.
 bool caller_in_group(fuse_req_t req, std::uint32_t gid) {
-  if (fuse_req_ctx(req)->gid == gid) return true;
-  std::vector<gid_t> groups(32);
-  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
-  if (n > static_cast<int>(groups.size())) {
-    groups.resize(static_cast<std::size_t>(n));
-    n = fuse_req_getgroups(req, n, groups.data());
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (static_cast<std::uint32_t>(ctx->gid) == gid) return true;
+  std::ifstream status("/proc/" + std::to_string(ctx->pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (!line.starts_with("Groups:")) continue;
+    std::istringstream groups(line.substr(7));
+    for (std::uint32_t group = 0; groups >> group;)
+      if (group == gid) return true;
+    return false;
   }
-  if (n <= 0) return false;
-  groups.resize(std::min(groups.size(), static_cast<std::size_t>(n)));
-  return std::find(groups.begin(), groups.end(), gid) != groups.end();
+  return false;
 }
 
 // The set-ID bits that the kernel's VFS clears when a file is written or truncated
