@@ -184,20 +184,6 @@ void FuseRing::stop() {
   }
 }
 
-void FuseRing::saw_request(const void* buf, std::size_t len) {
-  fuse_in_header in;
-  if (len < sizeof in) return;
-  std::memcpy(&in, buf, sizeof in);
-  if (in.opcode != FUSE_INIT) return;
-  fuse_init_in init{};
-  std::memcpy(&init, static_cast<const std::byte*>(buf) + sizeof in,
-              std::min(sizeof init, len - sizeof in));
-  const bool offers = (init.flags & FUSE_INIT_EXT) != 0 &&
-                      ((static_cast<std::uint64_t>(init.flags2) << 32) & kFuseOverIoUring) != 0;
-  kernel_offers_ = offers;
-  init_unique_ = in.unique;
-}
-
 ssize_t FuseRing::write_reply(int fd, struct iovec* iov, int count) {
   fuse_out_header out;
   if (count < 1 || iov[0].iov_len < sizeof out) return ::writev(fd, iov, count);
@@ -232,18 +218,18 @@ ssize_t FuseRing::write_reply(int fd, struct iovec* iov, int count) {
     return static_cast<ssize_t>(total);
   }
 
-  const std::uint64_t init_unique = init_unique_.load();
-  if (init_unique == 0 || out.unique != init_unique || count < 2 || out.error != 0)
-    return ::writev(fd, iov, count);
+  return ::writev(fd, iov, count);
+}
 
-  // The INIT reply: accept the transport if the kernel offered it. The reply's
-  // buffer is libfuse's own, written here in place.
-  init_unique_ = 0;
+ssize_t FuseRing::write_init_reply(int fd, struct iovec* iov, int count, std::uint64_t offered) {
+  // Accept the transport if the kernel offered it. The reply's buffer is libfuse's
+  // own, written here in place.
+  const bool offers = (offered & FUSE_INIT_EXT) != 0 && (offered & kFuseOverIoUring) != 0;
   fuse_init_out init{};
   const std::size_t init_size = std::min(sizeof init, iov[1].iov_len);
   std::memcpy(&init, iov[1].iov_base, init_size);
   const bool room = init_size >= offsetof(fuse_init_out, flags2) + sizeof init.flags2;
-  const bool accept = kernel_offers_ && room;
+  const bool accept = offers && room;
   if (accept) {
     init.flags |= FUSE_INIT_EXT;
     init.flags2 |= static_cast<std::uint32_t>(kFuseOverIoUring >> 32);

@@ -42,7 +42,7 @@ class FuseRing {
   static bool kernel_allows();
 
   // For `session`, mounted and not yet served, whose I/O hooks (install_session_io)
-  // pass the requests and replies of /dev/fuse to saw_request and write_reply.
+  // pass libfuse's replies to write_reply and write_init_reply.
   explicit FuseRing(fuse_session* session);
   // Stops and joins the queue threads; call after the session's loop has ended.
   void stop();
@@ -50,10 +50,13 @@ class FuseRing {
   FuseRing(const FuseRing&) = delete;
   FuseRing& operator=(const FuseRing&) = delete;
 
-  // Called by the session's hooks with each request read from /dev/fuse, and with
-  // each reply libfuse writes (to /dev/fuse or, for a ring's request, to the ring).
-  void saw_request(const void* buf, std::size_t len);
+  // Called by the session's hooks with each reply libfuse writes: to the ring for a
+  // request that came from it, else to /dev/fuse.
   ssize_t write_reply(int fd, struct iovec* iov, int count);
+  // The INIT reply, given what the kernel offered in INIT (fuse_init_in's flags, and
+  // flags2 shifted into the upper half): accepts the transport if it was offered, and
+  // starts the queues once the kernel has taken the reply.
+  ssize_t write_init_reply(int fd, struct iovec* iov, int count, std::uint64_t offered);
 
  private:
   struct Entry;
@@ -73,8 +76,6 @@ class FuseRing {
   void send_command(Queue& queue, Entry& entry, std::uint32_t cmd);
 
   fuse_session* session_;
-  std::atomic<std::uint64_t> init_unique_{0};
-  std::atomic<bool> kernel_offers_{false};
   std::atomic<bool> started_{false};
   std::mutex queues_mutex_;
   std::vector<std::unique_ptr<Queue>> queues_;

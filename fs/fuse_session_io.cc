@@ -24,10 +24,11 @@ namespace {
 // /dev/fuse, or the ring's thread that hands it to libfuse.
 thread_local bool drops_set_id = false;
 
-// The INIT request's id, while its reply is still to come, and whether the kernel
-// offered FUSE_HANDLE_KILLPRIV_V2 in it. A daemon serves one session.
+// The INIT request's id, while its reply is still to come, and what the kernel
+// offered in it (fuse_init_in's flags, flags2 in the upper half). A daemon serves
+// one session.
 std::atomic<std::uint64_t> init_unique{0};
-std::atomic<bool> kernel_offers_killpriv_v2{false};
+std::atomic<std::uint64_t> init_offered{0};
 
 // Whether the request's argument (what follows its header) has `bit` in `field`.
 template <typename Arg, typename Field>
@@ -42,17 +43,22 @@ FuseRing* ring_of(void* userdata) {
   return static_cast<FuseContext*>(userdata)->ring;
 }
 
-// The INIT reply as libfuse wrote it, accepting FUSE_HANDLE_KILLPRIV_V2 in place
-// when the kernel offered it. Handlers apply the set-ID rules whether or not it
-// was accepted: without it the kernel sends the resulting mode itself.
-void accept_killpriv_v2(struct iovec* iov, int count) {
+// Whether this is the reply to INIT (once: the id is forgotten on the way).
+bool is_init_reply(const struct iovec* iov, int count) {
   fuse_out_header out;
-  if (count < 2 || iov[0].iov_len < sizeof out) return;
+  if (count < 2 || iov[0].iov_len < sizeof out) return false;
   std::memcpy(&out, iov[0].iov_base, sizeof out);
   const std::uint64_t unique = init_unique.load();
-  if (unique == 0 || out.unique != unique || out.error != 0) return;
+  if (unique == 0 || out.unique != unique || out.error != 0) return false;
   init_unique = 0;
-  if (!kernel_offers_killpriv_v2 ||
+  return true;
+}
+
+// Accepts FUSE_HANDLE_KILLPRIV_V2 in libfuse's INIT reply, in place, when the kernel
+// offered it. Handlers apply the set-ID rules whether or not it was accepted: without
+// it the kernel sends the resulting mode itself.
+void accept_killpriv_v2(struct iovec* iov) {
+  if ((init_offered & FUSE_HANDLE_KILLPRIV_V2) == 0 ||
       iov[1].iov_len < offsetof(fuse_init_out, flags) + sizeof(fuse_init_out::flags))
     return;
   std::uint32_t flags;
@@ -65,21 +71,20 @@ void accept_killpriv_v2(struct iovec* iov, int count) {
 // The hooks are called from libfuse's C code, which no exception may cross. They are
 // not noexcept all the same: libfuse ends its threads with pthread_cancel while they
 // wait in read(2), and that unwinding must pass through (a noexcept frame aborts).
-ssize_t read_hook(int fd, void* buf, size_t len, void* userdata) {
+ssize_t read_hook(int fd, void* buf, size_t len, void*) {
   const ssize_t n = ::read(fd, buf, len);
-  if (n > 0) {
-    note_request(buf, static_cast<std::size_t>(n));
-    if (FuseRing* ring = ring_of(userdata)) ring->saw_request(buf, static_cast<std::size_t>(n));
-  }
+  if (n > 0) note_request(buf, static_cast<std::size_t>(n));
   return n;
 }
 
 ssize_t writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
-  accept_killpriv_v2(iov, count);
+  const bool init = is_init_reply(iov, count);
+  if (init) accept_killpriv_v2(iov);
   FuseRing* ring = ring_of(userdata);
   if (ring == nullptr) return ::writev(fd, iov, count);
   try {
-    return ring->write_reply(fd, iov, count);
+    return init ? ring->write_init_reply(fd, iov, count, init_offered)
+                : ring->write_reply(fd, iov, count);
   } catch (const std::exception& e) {
     log::error("FUSE over io_uring: a reply failed: %s", e.what());
     errno = EIO;
@@ -121,7 +126,7 @@ void note_request(const void* request, std::size_t size) {
       std::memset(&init, 0, sizeof init);
       std::memcpy(&init, static_cast<const std::byte*>(request) + sizeof in,
                   std::min(sizeof init, size - sizeof in));
-      kernel_offers_killpriv_v2 = (init.flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
+      init_offered = init.flags | (static_cast<std::uint64_t>(init.flags2) << 32);
       init_unique = in.unique;
       break;
     }

@@ -13,8 +13,8 @@
 //   WRITE, FUSE_OPEN_KILL_SUIDGID in OPEN, FATTR_KILL_SUIDGID in SETATTR), so the
 //   hooks read them from each request before libfuse decodes it, on the thread that
 //   goes on to serve it.
-// - FUSE over io_uring (fuse_ring.h), which watches INIT and takes over the replies to
-//   the requests that came from its queues.
+// - FUSE over io_uring (fuse_ring.h), to which they hand the INIT reply (with what
+//   the kernel offered in INIT) and every other reply, some of which go to its queues.
 #pragma once
 
 #ifndef FUSE_USE_VERSION
