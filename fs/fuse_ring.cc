@@ -77,6 +77,9 @@ bool may_block(std::uint32_t opcode) {
 // A READ this large is the kernel's readahead of a file read in sequence, which sends
 // the next READs of the window while this one is served: they must not wait for it.
 constexpr std::uint32_t kReadaheadRead = 256 << 10;
+// A WRITE this large comes from a file written in bulk (the kernel's writeback sends
+// up to max_write at once).
+constexpr std::uint32_t kLargeWrite = 256 << 10;
 // Room in front of every payload buffer, where a request's headers are put back
 // in front of its payload so that libfuse sees /dev/fuse's layout without a copy.
 constexpr std::size_t kHeadroom = 4096;
@@ -156,6 +159,16 @@ struct FuseRing::Queue {
   bool stopping = false;
   std::vector<std::thread> workers;
   std::size_t handed_out = 0;  // entries with the workers (the queue's thread only)
+  bool idle_policy = false;    // the queue's thread is SCHED_IDLE now (that thread only)
+
+  // Changes the queue thread's policy only when it differs: each change is a system
+  // call that costs about as much as serving a metadata request.
+  void set_idle_policy(bool idle) {
+    if (idle_policy == idle) return;
+    const sched_param no_priority{};
+    ::sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &no_priority);
+    idle_policy = idle;
+  }
 };
 
 bool FuseRing::kernel_allows() {
@@ -352,18 +365,21 @@ void FuseRing::serve(Queue& queue) {
     });
   }
 
-  // While it waits, the thread may be SCHED_IDLE. The replies it submits wake their
-  // callers, and the scheduler puts a woken caller on a CPU that runs nothing but
-  // SCHED_IDLE threads as readily as on an idle one: the caller stays on this CPU (its
-  // next request comes back to this queue) instead of being sent to an idle CPU, whose
-  // wake-up is the dearest part of a round trip in a virtual machine (a getxattr loop
-  // here: 26 us against 80 us, a small untar 1.1-1.4 s against 2.1-2.5 s). When other
-  // work keeps the CPUs busy, a SCHED_IDLE thread waits long for its turn after a
-  // request arrives (the same untar beside two busy loops: 1.3 s against 1.05 s), so
-  // this is done only while the machine has CPUs to spare, judged from the number of
-  // runnable threads in /proc/loadavg every 100 ms. Serving always runs at the normal
-  // policy. Only where the thread may switch back (root, or RLIMIT_NICE allows nice 0).
-  const sched_param no_priority{};
+  // While the machine has CPUs to spare, the thread is SCHED_IDLE. The replies it
+  // submits wake their callers, and the scheduler puts a woken caller on a CPU that runs
+  // nothing but SCHED_IDLE threads as readily as on an idle one: the caller stays on
+  // this CPU (its next request comes back to this queue) instead of being sent to an
+  // idle CPU, whose wake-up is the dearest part of a round trip in a virtual machine (a
+  // getxattr loop here: 26 us against 80 us; an untar of the Linux tree 14 s against
+  // 23 s). When other work keeps the CPUs busy, a SCHED_IDLE thread waits long for its
+  // turn after a request arrives (a small untar beside two busy loops: 1.3 s against
+  // 1.05 s), so this is done only while the machine has CPUs to spare, judged from the
+  // number of runnable threads in /proc/loadavg every 100 ms.
+  // The thread stays SCHED_IDLE while it serves the quick requests that arrive between
+  // waits (switching back and forth around every wait took a fifth of the untar's
+  // time). It serves at the normal policy what may block or take long (the request
+  // then no longer has the CPU to itself) and waits at it while workers hold requests.
+  // Only where the thread may switch back (root, or RLIMIT_NICE allows nice 0).
   rlimit nice_limit{};
   const bool may_idle =
       ::geteuid() == 0 || (::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20);
@@ -383,9 +399,8 @@ void FuseRing::serve(Queue& queue) {
     // With requests out at the workers, what wakes the thread next is most likely a
     // worker's answer to commit, on a CPU that the workers and the caller keep busy.
     const bool idle_wait = idle_waits && queue.handed_out == 0;
-    if (idle_wait) ::sched_setscheduler(0, SCHED_IDLE, &no_priority);
+    if (may_idle) queue.set_idle_policy(idle_wait);
     const int rc = io_uring_submit_and_wait(&queue.ring, 1);
-    if (idle_wait) ::sched_setscheduler(0, SCHED_OTHER, &no_priority);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
       log::error("FUSE over io_uring: queue %u: %s", queue.qid, std::strerror(-rc));
       break;
@@ -493,6 +508,15 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
     std::memcpy(&read, header.op_in, sizeof read);
     hand_off = hand_off || read.size >= kReadaheadRead;
   }
+  // A WRITE may be the one that fills a file's dirty buffer, whose write-out takes a
+  // while; the small ones of an untar are served at the idle policy.
+  bool long_request = may_block(in.opcode);
+  if (in.opcode == FUSE_WRITE && op_size >= sizeof(fuse_write_in)) {
+    fuse_write_in write;
+    std::memcpy(&write, header.op_in, sizeof write);
+    long_request = write.size >= kLargeWrite;
+  }
+  if (long_request && !hand_off) queue.set_idle_policy(false);
   if (hand_off) {
     ++queue.handed_out;
     {
