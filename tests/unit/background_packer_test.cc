@@ -17,7 +17,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::random_bytes;
-using testing::TempDir;
 
 // <linux/ioprio.h> is not C++: IOPRIO_WHO_PROCESS, and best effort level 7.
 constexpr int kWhoProcess = 1;
@@ -33,12 +32,8 @@ Priority own_priority() {
                   static_cast<int>(::syscall(SYS_ioprio_get, kWhoProcess, 0))};
 }
 
-class BackgroundPackerTest : public ::testing::Test {
+class BackgroundPackerTest : public testing::FreshStoreTest {
  protected:
-  void SetUp() override {
-    Store::init(dir_.path() / "s");
-    store_ = Store::open(dir_.path() / "s");
-  }
   void add(int n, std::size_t size = 4096) {
     std::mt19937_64 rng(seed_++);
     for (int i = 0; i < n; ++i) store_->insert(random_bytes(rng, size));
@@ -53,8 +48,6 @@ class BackgroundPackerTest : public ::testing::Test {
     return done();
   }
 
-  TempDir dir_;
-  std::unique_ptr<Store> store_;
   std::uint64_t seed_ = 1;
 };
 
@@ -131,8 +124,7 @@ TEST_F(BackgroundPackerTest, PacksOnAgeWhatWasLooseAtStart) {
   EXPECT_EQ(store_->status().packed_objects, 4u);
   // The index flips before the run ends (loose files are unlinked after it), so the
   // phase goes back to idle a moment after the objects show as packed.
-  EXPECT_TRUE(
-      eventually([&] { return packer.state().phase == PackerState::Phase::kIdle; }));
+  EXPECT_TRUE(eventually([&] { return packer.state().phase == PackerState::Phase::kIdle; }));
 }
 
 TEST_F(BackgroundPackerTest, DamagedLooseObjectsDoNotSetOffRunAfterRun) {

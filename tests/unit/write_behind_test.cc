@@ -23,8 +23,6 @@
 namespace casfs {
 namespace {
 
-using testing::TempDir;
-
 constexpr std::size_t kBlock = 16 << 10;
 constexpr std::size_t kBlocks = 192;  // 3 MiB
 constexpr unsigned kWriters = 4;
@@ -59,15 +57,7 @@ FsOptions small_limits() {
   return options;
 }
 
-class WriteBehindTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    Store::init(dir_.path() / "s");
-    store_ = Store::open(dir_.path() / "s");
-  }
-  TempDir dir_;
-  std::unique_ptr<Store> store_;
-};
+using WriteBehindTest = testing::FreshStoreTest;
 
 TEST_F(WriteBehindTest, ConcurrentWritersAndReadersSeeEveryByteAsLastWritten) {
   const Caller me{::getuid(), ::getgid(), 0};

@@ -23,6 +23,11 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+void FreshStoreTest::SetUp() {
+  Store::init(dir_.path() / "s");
+  store_ = Store::open(dir_.path() / "s");
+}
+
 std::uint64_t test_seed() {
   const char* env = std::getenv("CASFS_TEST_SEED");
   std::uint64_t seed = env ? std::strtoull(env, nullptr, 0) : std::random_device{}();

@@ -2,10 +2,15 @@
 // seeded random data (the seed is printed so a failure can be reproduced).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <vector>
+
+#include "store/store.h"
 
 namespace casfs::testing {
 
@@ -21,6 +26,15 @@ class TempDir {
 
  private:
   std::filesystem::path path_;
+};
+
+// A test that starts with a new store, "s" in its own temporary directory, opened
+// with the default options.
+class FreshStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  TempDir dir_;
+  std::unique_ptr<Store> store_;
 };
 
 // The seed for this test: $CASFS_TEST_SEED if set, else random; printed once.
