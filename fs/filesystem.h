@@ -52,8 +52,9 @@ struct FsOptions {
   // peak memory is about this plus a write-out batch's copy of its bytes: at 512 MiB
   // an untar of the Linux tree, whose large generated headers arrive faster than one
   // flusher tick writes them, peaked at 435-472 MiB RSS; at 256 MiB, 358-363 MiB,
-  // and no slower.
-  std::uint64_t dirty_total_limit = 256ull << 20;
+  // and no slower. Once the untar got faster (10 s), 256 MiB peaked at 417-495 MiB
+  // and 192 MiB at 398-422 MiB, again no slower.
+  std::uint64_t dirty_total_limit = 192ull << 20;
   // Whether changes to a file's bytes (write, truncate, fallocate) set its mtime and
   // ctime. Not under FUSE's writeback cache: there the kernel keeps a file's times
   // and hands them over with setattr; a write reaching the daemon later (or a finer
