@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "fs/long_work.h"
 #include "store/error.h"
 
 namespace casfs {
@@ -24,7 +25,17 @@ CommitQueue::~CommitQueue() {
   thread_.join();
 }
 
+std::unique_lock<std::mutex> CommitQueue::lock_queue() {
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    before_long_work();
+    lock.lock();
+  }
+  return lock;
+}
+
 LmdbTxn& CommitQueue::open_write(std::unique_lock<std::mutex>& lock) {
+  if (!txn_) before_long_work();
   while (!txn_) {
     if (stopping_) throw StoreError(ESHUTDOWN, "the filesystem is shutting down");
     const std::uint64_t attempt = open_attempts_;
@@ -37,6 +48,7 @@ LmdbTxn& CommitQueue::open_write(std::unique_lock<std::mutex>& lock) {
 }
 
 void CommitQueue::wait_for_commit(std::unique_lock<std::mutex>& lock, std::uint64_t generation) {
+  before_long_work();
   if (generation_ == generation && txn_) {
     commit_wanted_ = true;
     wake_queue_.notify_one();

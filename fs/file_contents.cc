@@ -14,6 +14,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/fs_error.h"
+#include "fs/long_work.h"
 #include "store/error.h"
 #include "store/log.h"
 
@@ -89,8 +90,15 @@ std::size_t Filesystem::read(std::uint64_t ino, std::uint64_t offset, std::span<
 }
 
 std::unique_lock<std::shared_mutex> Filesystem::lock_exclusive(OpenFile& file) {
-  std::unique_lock io(file.io);
-  file.written.wait(io, [&] { return !file.writing; });
+  std::unique_lock io(file.io, std::try_to_lock);
+  if (!io.owns_lock()) {
+    before_long_work();
+    io.lock();
+  }
+  if (file.writing) {
+    before_long_work();
+    file.written.wait(io, [&] { return !file.writing; });
+  }
   return io;
 }
 
@@ -183,6 +191,7 @@ void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
     mtime = file.mtime;
     ctime = file.ctime;
   }
+  before_long_work();
   auto ranges = file.dirty.ranges();
   PendingWrite pending = [&] {
     LmdbTxn snapshot = LmdbTxn::read(store_.env());
@@ -216,6 +225,7 @@ void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file)
 
 void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
                               std::unique_lock<std::shared_mutex>& io) {
+  before_long_work();
   file.written.wait(io, [&] { return !file.writing; });
   // The one waited for may have taken this writer's bytes along.
   if (file.dirty.bytes() < options_.dirty_file_limit && dirty_total_ < options_.dirty_total_limit)

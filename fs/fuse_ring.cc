@@ -25,6 +25,7 @@
 
 #include "fs/fuse_ops.h"
 #include "fs/fuse_session_io.h"
+#include "fs/long_work.h"
 #include "store/cpu_affinity.h"
 #include "store/log.h"
 
@@ -166,8 +167,8 @@ struct FuseRing::Queue {
   void set_idle_policy(bool idle) {
     if (idle_policy == idle) return;
     const sched_param no_priority{};
-    ::sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &no_priority);
-    idle_policy = idle;
+    if (::sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &no_priority) == 0)
+      idle_policy = idle;
   }
 };
 
@@ -375,11 +376,17 @@ void FuseRing::serve(Queue& queue) {
   // turn after a request arrives (a small untar beside two busy loops: 1.3 s against
   // 1.05 s), so this is done only while the machine has CPUs to spare, judged from the
   // number of runnable threads in /proc/loadavg every 100 ms.
-  // The thread stays SCHED_IDLE while it serves the quick requests that arrive between
-  // waits (switching back and forth around every wait took a fifth of the untar's
-  // time). It serves at the normal policy what may block or take long (the request
-  // then no longer has the CPU to itself) and waits at it while workers hold requests.
-  // Only where the thread may switch back (root, or RLIMIT_NICE allows nice 0).
+  // The thread stays SCHED_IDLE while it serves quick requests (switching back and
+  // forth around every wait took a fifth of the untar's time). It takes the normal
+  // policy before a request may block or take long: READ and FSYNC, a large WRITE,
+  // and wherever the filesystem says so (long_work.h: a write-out, a wait for a
+  // commit or for a lock another thread holds), and it waits at the normal policy
+  // while workers hold requests. What stays is a short job under the commit queue's
+  // lock at the idle policy: if another thread takes the CPU meanwhile, those waiting
+  // for the lock wait for that thread. Only where the thread may switch back (root, or
+  // RLIMIT_NICE allows nice 0).
+  queue.idle_policy = ::sched_getscheduler(0) == SCHED_IDLE;
+  set_long_work_hook([](void* q) { static_cast<Queue*>(q)->set_idle_policy(false); }, &queue);
   rlimit nice_limit{};
   const bool may_idle =
       ::geteuid() == 0 || (::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20);
@@ -452,6 +459,7 @@ void FuseRing::serve(Queue& queue) {
   }
   queue.work_ready.notify_all();
   for (auto& worker : queue.workers) worker.join();
+  set_long_work_hook(nullptr, nullptr);
   io_uring_queue_exit(&queue.ring);
 }
 
@@ -508,8 +516,9 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
     std::memcpy(&read, header.op_in, sizeof read);
     hand_off = hand_off || read.size >= kReadaheadRead;
   }
-  // A WRITE may be the one that fills a file's dirty buffer, whose write-out takes a
-  // while; the small ones of an untar are served at the idle policy.
+  // A large WRITE comes from a file written in bulk and may fill its dirty buffer;
+  // a small one that has to write out (the dirty bytes of all files at their limit)
+  // says so through long_work.h.
   bool long_request = may_block(in.opcode);
   if (in.opcode == FUSE_WRITE && op_size >= sizeof(fuse_write_in)) {
     fuse_write_in write;

@@ -91,13 +91,15 @@ void do_sync(int fd, bool data_only, int& result) {
 
 // Persistent workers that run queued jobs. Threads start on first use, so an engine
 // that only ever sees tiny batches (or serves as a fallback) costs no threads.
-// They start on whatever thread first posts, which may be bound to one CPU (the
-// mount daemon binds each FUSE queue's thread to its CPU); the workers take the
-// CPUs of the thread that made the pool instead, so that they spread over them.
+// They start on whatever thread first posts, which may be bound to one CPU or wait
+// at the idle policy (the mount daemon's FUSE queue threads do both); the workers
+// take the CPUs and the policy of the thread that made the pool instead.
 class ThreadPool {
  public:
   explicit ThreadPool(unsigned threads)
-      : size_(std::max(1u, threads)), cpus_(CpuAffinity::of_this_thread()) {}
+      : size_(std::max(1u, threads)),
+        cpus_(CpuAffinity::of_this_thread()),
+        policy_(SchedulingPolicy::of_this_thread()) {}
   ~ThreadPool() {
     {
       std::lock_guard lock(mu_);
@@ -119,6 +121,7 @@ class ThreadPool {
         for (unsigned i = 0; i < size_; ++i) {
           workers_.emplace_back([this] {
             cpus_.apply_to_this_thread();
+            policy_.apply_to_this_thread();
             run();
           });
         }
@@ -145,6 +148,7 @@ class ThreadPool {
 
   const unsigned size_;
   const CpuAffinity cpus_;  // where the workers may run
+  const SchedulingPolicy policy_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;

@@ -16,6 +16,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/fs_error.h"
+#include "fs/long_work.h"
 #include "store/error.h"
 #include "store/failpoint.h"
 #include "tests/unit/support/test_support.h"
@@ -160,6 +161,27 @@ TEST_F(WriteBehindTest, FailedWriteOutLosesNothing) {
   }
   Filesystem fs(*store_, FsOptions{});
   expect_blocks(fs, ino, written, round_of, "after the remount");
+}
+
+// A thread serving FUSE requests at the idle policy must hear before the filesystem
+// does long work on its behalf (long_work.h): a write-out past the file's dirty
+// limit, and an fsync.
+TEST_F(WriteBehindTest, LongWorkIsAnnouncedToTheWritingThread) {
+  const Caller me{::getuid(), ::getgid(), 0};
+  Filesystem fs(*store_, small_limits());
+  const std::uint64_t ino = fs.make_node(kRootIno, "f", S_IFREG | 0644, 0, me).ino;
+  fs.open(ino, false);
+  int announced = 0;
+  set_long_work_hook([](void* count) { ++*static_cast<int*>(count); }, &announced);
+  // small_limits() writes out every 16 blocks.
+  for (std::size_t b = 0; b < 20; ++b) fs.write(ino, b * kBlock, content(b, 1));
+  const int after_write_out = announced;
+  EXPECT_GT(after_write_out, 0) << "the write-out was not announced";
+  fs.write(ino, 20 * kBlock, content(20, 1));
+  fs.fsync(ino);
+  EXPECT_GT(announced, after_write_out) << "the fsync was not announced";
+  set_long_work_hook(nullptr, nullptr);
+  fs.release(ino);
 }
 
 }  // namespace
