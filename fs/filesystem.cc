@@ -16,11 +16,13 @@
 namespace casfs {
 
 Timespec now_timespec() {
-  // The kernel's own clock for file times (current_time(): the coarse clock, one tick
-  // of resolution), so that casfs's times and the kernel's agree and never go
-  // backwards between them. It also saves a round trip per new file: a write in the
-  // tick of the file's creation leaves times that are already "now" untouched, so the
-  // kernel has no times to send back before the next chown, chmod or utimes.
+  // The kernel's clock for file times (current_time(): the coarse clock, one tick of
+  // resolution; since Linux 6.13 at times a little later, when another filesystem
+  // asked the kernel for a fine-grained time in the same tick), so that casfs's times
+  // and the kernel's mostly agree. It also saves a round trip per new file: a write in
+  // the tick of the file's creation finds times that are already "now" and leaves them
+  // alone, so the kernel has no times to send back before the next chown, chmod or
+  // utimes.
   struct timespec ts;
   ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   return Timespec{ts.tv_sec, static_cast<std::uint32_t>(ts.tv_nsec)};

@@ -57,8 +57,8 @@ struct FsOptions {
   std::uint64_t dirty_total_limit = 192ull << 20;
   // Whether changes to a file's bytes (write, truncate, fallocate) set its mtime and
   // ctime. Not under FUSE's writeback cache: there the kernel keeps a file's times
-  // and hands them over with setattr; a write reaching the daemon later (or a finer
-  // clock than the kernel's coarse one) must not stamp another time over them.
+  // and hands them over with setattr; a write reaching the daemon later must not
+  // stamp another time over them.
   bool stamp_writes = true;
 };
 
