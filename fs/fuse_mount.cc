@@ -38,7 +38,7 @@ class Args {
 
 // Writes `value` to the knob `name` of the mount's backing device info in sysfs
 // (/sys/class/bdi/MAJ:MIN/), which only root may change; says so once if it cannot.
-bool set_backing_device_knob(const struct stat& st, const char* name, std::uint64_t value,
+void set_backing_device_knob(const struct stat& st, const char* name, std::uint64_t value,
                              const char* otherwise) {
   const std::string knob = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
                            std::to_string(minor(st.st_dev)) + "/" + name;
@@ -48,10 +48,9 @@ bool set_backing_device_knob(const struct stat& st, const char* name, std::uint6
     const int error = errno;
     log::info("%s: cannot write %llu to %s (%s); run the mount as root", otherwise,
               static_cast<unsigned long long>(value), knob.c_str(), std::strerror(error));
-    return false;
+    return;
   }
   log::debug("%s = %llu", knob.c_str(), static_cast<unsigned long long>(value));
-  return true;
 }
 
 // Two of the kernel's settings for the mount, kept in its backing device info:
