@@ -78,9 +78,6 @@ bool may_block(std::uint32_t opcode) {
 // A READ this large is the kernel's readahead of a file read in sequence, which sends
 // the next READs of the window while this one is served: they must not wait for it.
 constexpr std::uint32_t kReadaheadRead = 256 << 10;
-// A WRITE this large comes from a file written in bulk (the kernel's writeback sends
-// up to max_write at once).
-constexpr std::uint32_t kLargeWrite = 256 << 10;
 // Room in front of every payload buffer, where a request's headers are put back
 // in front of its payload so that libfuse sees /dev/fuse's layout without a copy.
 constexpr std::size_t kHeadroom = 4096;
@@ -378,13 +375,13 @@ void FuseRing::serve(Queue& queue) {
   // number of runnable threads in /proc/loadavg every 100 ms.
   // The thread stays SCHED_IDLE while it serves quick requests (switching back and
   // forth around every wait took a fifth of the untar's time). It takes the normal
-  // policy before a request may block or take long: READ and FSYNC, a large WRITE,
-  // and wherever the filesystem says so (long_work.h: a write-out, a wait for a
-  // commit or for a lock another thread holds), and it waits at the normal policy
-  // while workers hold requests. What stays is a short job under the commit queue's
-  // lock at the idle policy: if another thread takes the CPU meanwhile, those waiting
-  // for the lock wait for that thread. Only where the thread may switch back (root, or
-  // RLIMIT_NICE allows nice 0).
+  // policy before a request may block or take long: READ and FSYNC, and wherever the
+  // filesystem says so (long_work.h: a write-out, a wait for a commit or for a lock
+  // another thread holds), and it waits at the normal policy while workers hold
+  // requests. What stays is a short job under the commit queue's lock at the idle
+  // policy: if another thread takes the CPU meanwhile, those waiting for the lock wait
+  // for that thread. Only where the thread may switch back (root, or RLIMIT_NICE
+  // allows nice 0).
   queue.idle_policy = ::sched_getscheduler(0) == SCHED_IDLE;
   set_long_work_hook([](void* q) { static_cast<Queue*>(q)->set_idle_policy(false); }, &queue);
   rlimit nice_limit{};
@@ -516,16 +513,9 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
     std::memcpy(&read, header.op_in, sizeof read);
     hand_off = hand_off || read.size >= kReadaheadRead;
   }
-  // A large WRITE comes from a file written in bulk and may fill its dirty buffer;
-  // a small one that has to write out (the dirty bytes of all files at their limit)
-  // says so through long_work.h.
-  bool long_request = may_block(in.opcode);
-  if (in.opcode == FUSE_WRITE && op_size >= sizeof(fuse_write_in)) {
-    fuse_write_in write;
-    std::memcpy(&write, header.op_in, sizeof write);
-    long_request = write.size >= kLargeWrite;
-  }
-  if (long_request && !hand_off) queue.set_idle_policy(false);
+  // What else takes long (a WRITE that writes a file out, a wait for a commit) says
+  // so through long_work.h.
+  if (may_block(in.opcode) && !hand_off) queue.set_idle_policy(false);
   if (hand_off) {
     ++queue.handed_out;
     {
