@@ -25,15 +25,6 @@ CommitQueue::~CommitQueue() {
   thread_.join();
 }
 
-std::unique_lock<std::mutex> CommitQueue::lock_queue() {
-  std::unique_lock lock(mutex_, std::try_to_lock);
-  if (!lock.owns_lock()) {
-    before_long_work();
-    lock.lock();
-  }
-  return lock;
-}
-
 LmdbTxn& CommitQueue::open_write(std::unique_lock<std::mutex>& lock) {
   if (!txn_) before_long_work();
   while (!txn_) {

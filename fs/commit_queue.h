@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "fs/long_work.h"
 #include "store/lmdb.h"
 
 namespace casfs {
@@ -50,7 +51,7 @@ class CommitQueue {
   template <typename F>
   auto write(F&& f, Durability durability = Durability::kLater) {
     using Result = std::invoke_result_t<F&, LmdbTxn&>;
-    std::unique_lock lock = lock_queue();
+    std::unique_lock lock = lock_announcing_wait(mutex_);
     LmdbTxn& txn = open_write(lock);
     const std::uint64_t generation = generation_;
     last_job_at_ = std::chrono::steady_clock::now();
@@ -67,7 +68,7 @@ class CommitQueue {
   // Runs f(const LmdbTxn&) seeing every change made so far.
   template <typename F>
   auto read(F&& f) {
-    std::unique_lock lock = lock_queue();
+    std::unique_lock lock = lock_announcing_wait(mutex_);
     if (txn_) return f(std::as_const(*txn_));
     // Begun under the lock, so the snapshot holds every change whose job has returned.
     const LmdbTxn snapshot = LmdbTxn::read(env_);
@@ -78,9 +79,6 @@ class CommitQueue {
   void commit();
 
  private:
-  // The queue's mutex; a caller that has to wait for it is told first
-  // (before_long_work).
-  std::unique_lock<std::mutex> lock_queue();
   // Returns the open write transaction, having the queue's thread begin one first
   // when none is open. Called with the lock held; returns with it held.
   LmdbTxn& open_write(std::unique_lock<std::mutex>& lock);

@@ -90,11 +90,7 @@ std::size_t Filesystem::read(std::uint64_t ino, std::uint64_t offset, std::span<
 }
 
 std::unique_lock<std::shared_mutex> Filesystem::lock_exclusive(OpenFile& file) {
-  std::unique_lock io(file.io, std::try_to_lock);
-  if (!io.owns_lock()) {
-    before_long_work();
-    io.lock();
-  }
+  std::unique_lock io = lock_announcing_wait(file.io);
   if (file.writing) {
     before_long_work();
     file.written.wait(io, [&] { return !file.writing; });

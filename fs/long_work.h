@@ -7,6 +7,8 @@
 // on other threads this does nothing.
 #pragma once
 
+#include <mutex>
+
 namespace casfs {
 
 using LongWorkHook = void (*)(void* context);
@@ -15,5 +17,17 @@ using LongWorkHook = void (*)(void* context);
 void set_long_work_hook(LongWorkHook hook, void* context);
 // Calls the calling thread's hook, if it has one.
 void before_long_work();
+
+// Locks `mutex`. When another thread holds it the wait may be long, and is announced
+// first; an uncontended lock costs no call.
+template <typename Mutex>
+std::unique_lock<Mutex> lock_announcing_wait(Mutex& mutex) {
+  std::unique_lock lock(mutex, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    before_long_work();
+    lock.lock();
+  }
+  return lock;
+}
 
 }  // namespace casfs
