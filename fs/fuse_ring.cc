@@ -77,7 +77,25 @@ bool may_block(std::uint32_t opcode) {
 }
 // A READ this large is the kernel's readahead of a file read in sequence, which sends
 // the next READs of the window while this one is served: they must not wait for it.
-constexpr std::uint32_t kReadaheadRead = 256 << 10;
+// A WRITE this large is the kernel's writeback of a file written in sequence, which
+// may stop to write the file out (write-behind) while the next WRITEs fill a fresh
+// buffer: served on the queue's thread, it would hold every one of them up.
+constexpr std::uint32_t kLargeTransfer = 256 << 10;
+
+// The bytes a READ or WRITE asks to move; 0 for other requests.
+template <std::size_t N>
+std::uint32_t transfer_size(std::uint32_t opcode, const unsigned char (&op_in)[N],
+                            std::size_t op_size) {
+  auto size_field = [&](auto args) -> std::uint32_t {
+    if (op_size < sizeof args) return 0;
+    std::memcpy(&args, op_in, sizeof args);
+    return args.size;
+  };
+  if (opcode == FUSE_READ) return size_field(fuse_read_in{});
+  if (opcode == FUSE_WRITE) return size_field(fuse_write_in{});
+  return 0;
+}
+
 // Room in front of every payload buffer, where a request's headers are put back
 // in front of its payload so that libfuse sees /dev/fuse's layout without a copy.
 constexpr std::size_t kHeadroom = 4096;
@@ -507,12 +525,8 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
   entry.request_size = in.len;
   std::memcpy(entry.request, &in, sizeof in);
   std::memcpy(entry.request + sizeof in, header.op_in, op_size);
-  bool hand_off = may_block(in.opcode) && !alone;
-  if (in.opcode == FUSE_READ && op_size >= sizeof(fuse_read_in)) {
-    fuse_read_in read;
-    std::memcpy(&read, header.op_in, sizeof read);
-    hand_off = hand_off || read.size >= kReadaheadRead;
-  }
+  const bool hand_off = (may_block(in.opcode) && !alone) ||
+                        transfer_size(in.opcode, header.op_in, op_size) >= kLargeTransfer;
   // What else takes long (a WRITE that writes a file out, a wait for a commit) says
   // so through long_work.h.
   if (may_block(in.opcode) && !hand_off) queue.set_idle_policy(false);
