@@ -66,6 +66,17 @@ void DirtyBuffer::write(std::uint64_t offset, std::span<const std::byte> data) {
   ranges_.emplace(start, std::move(merged));
 }
 
+void DirtyBuffer::write_under(std::uint64_t offset, std::span<const std::byte> data) {
+  const std::uint64_t end = offset + data.size();
+  std::uint64_t pos = offset;
+  while (pos < end) {
+    std::uint64_t start = end, stop = end;
+    if (!next_range(pos, start, stop) || start > end) start = stop = end;
+    if (start > pos) write(pos, data.subspan(pos - offset, std::min(start, end) - pos));
+    pos = std::max(pos, stop);
+  }
+}
+
 void DirtyBuffer::overlay(std::uint64_t offset, std::span<std::byte> out) const {
   if (out.empty()) return;
   const std::uint64_t end = offset + out.size();

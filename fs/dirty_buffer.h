@@ -17,6 +17,9 @@ class DirtyBuffer {
  public:
   // Copies `data` in at `offset`, replacing what was buffered there.
   void write(std::uint64_t offset, std::span<const std::byte> data);
+  // Copies in the parts of `data` (at `offset`) that nothing buffered covers: older
+  // bytes going back under newer ones.
+  void write_under(std::uint64_t offset, std::span<const std::byte> data);
   // Copies buffered bytes that fall inside [offset, offset + out.size()) into `out`,
   // leaving the rest of `out` untouched.
   void overlay(std::uint64_t offset, std::span<std::byte> out) const;

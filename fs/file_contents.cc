@@ -41,6 +41,12 @@ auto reading(std::uint64_t ino, F&& f) -> decltype(f()) {
 
 }  // namespace
 
+std::uint64_t Filesystem::writing_bytes(const OpenFile& file) {
+  std::uint64_t bytes = 0;
+  for (const DirtyBuffer& frozen : file.writing) bytes += frozen.bytes();
+  return bytes;
+}
+
 void Filesystem::open(std::uint64_t ino, bool truncate) {
   auto file = file_of(ino);
   if (truncate) {
@@ -84,16 +90,19 @@ std::size_t Filesystem::read(std::uint64_t ino, std::uint64_t offset, std::span<
                 std::byte{0});
     }
   });
-  if (file->writing) file->writing->overlay(offset, part);
+  for (const DirtyBuffer& frozen : file->writing) frozen.overlay(offset, part);
   file->dirty.overlay(offset, part);
   return n;
 }
 
 std::unique_lock<std::shared_mutex> Filesystem::lock_exclusive(OpenFile& file) {
   std::unique_lock io = lock_announcing_wait(file.io);
-  if (file.writing) {
+  if (!file.writing.empty()) {
     before_long_work();
-    file.written.wait(io, [&] { return !file.writing; });
+    ++file.exclusive_waiters;
+    file.written.wait(io, [&] { return file.writing.empty(); });
+    --file.exclusive_waiters;
+    file.written.notify_all();  // write-behinds held back for this one may go on
   }
   return io;
 }
@@ -119,7 +128,7 @@ bool Filesystem::write_locked(OpenFile& file, std::uint64_t offset, std::span<co
       file.size = offset + data.size();
       file.size_changed = true;
     }
-    file.dirty_bytes = after + (file.writing ? file.writing->bytes() : 0);
+    file.dirty_bytes = after + writing_bytes(file);
     if (options_.stamp_writes) file.mtime = file.ctime = now;
   }
   if (after >= options_.dirty_file_limit || dirty_total_ >= options_.dirty_total_limit) return true;
@@ -191,7 +200,8 @@ void Filesystem::flush_locked(std::uint64_t ino, OpenFile& file) {
   auto ranges = file.dirty.ranges();
   PendingWrite pending = [&] {
     LmdbTxn snapshot = LmdbTxn::read(store_.env());
-    return data_.prepare_write(snapshot, ino, file.stored_size, new_size, ranges);
+    return data_.prepare_write(snapshot, ino, file.stored_size, new_size, ranges,
+                               WriteShape{.old_end_is_cut = file.stored_end_is_cut});
   }();
   commit_write_out(ino, file, pending, new_size, mtime, ctime);
   finish_flush(file);
@@ -212,6 +222,7 @@ void Filesystem::commit_write_out(std::uint64_t ino, OpenFile& file, PendingWrit
       Durability::kNow);
   file.stored_size = new_size;
   file.stored_alloc = allocated;
+  file.stored_end_is_cut = pending.tail_deferred();
 }
 
 void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
@@ -222,7 +233,20 @@ void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file)
 void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
                               std::unique_lock<std::shared_mutex>& io) {
   before_long_work();
-  file.written.wait(io, [&] { return !file.writing; });
+  // A write-behind in flight leaves the file stored up to planned_size. The next may
+  // cut its bytes before that one commits only if it stops at a cut and nothing was
+  // written below it since: then no snapshot, from before or after that commit, holds
+  // an extent past it, and the new layout needs none of the file's stored bytes.
+  // Two at a time at most, as each holds its bytes twice (buffer and chunks) until
+  // it commits.
+  auto may_follow = [&] {
+    std::uint64_t first = 0, first_end = 0;
+    return file.writing.size() == 1 && file.planned_cut && !file.writing_failed &&
+           (!file.dirty.next_range(0, first, first_end) || first >= file.planned_size);
+  };
+  file.written.wait(io, [&] {
+    return !file.chunking && file.exclusive_waiters == 0 && (file.writing.empty() || may_follow());
+  });
   // The one waited for may have taken this writer's bytes along.
   if (file.dirty.bytes() < options_.dirty_file_limit && dirty_total_ < options_.dirty_total_limit)
     return;
@@ -234,25 +258,65 @@ void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
     mtime = file.mtime;
     ctime = file.ctime;
   }
+  const bool follows = !file.writing.empty();
+  const std::uint64_t old_size = follows ? file.planned_size : file.stored_size;
+  const bool old_end_is_cut = follows ? file.planned_cut : file.stored_end_is_cut;
   // Until the commit only writes change the file (everything else waits in
   // lock_exclusive), so its stored state holds still and its size only grows.
-  file.writing = std::make_unique<DirtyBuffer>(std::move(file.dirty));
+  file.writing.push_back(std::move(file.dirty));
   file.dirty.clear();
-  const DirtyBuffer& frozen = *file.writing;
-  const std::uint64_t stored_size = file.stored_size;
+  DirtyBuffer& frozen = file.writing.back();
+  file.chunking = true;
   io.unlock();
   std::exception_ptr failure;
   std::optional<PendingWrite> pending;
   try {
     LmdbTxn snapshot = LmdbTxn::read(store_.env());
-    pending.emplace(data_.prepare_write(snapshot, ino, stored_size, new_size, frozen.ranges()));
+    pending.emplace(data_.prepare_write(
+        snapshot, ino, old_size, new_size, frozen.ranges(),
+        WriteShape{.old_end_is_cut = old_end_is_cut, .defer_tail = true, .stage = false}));
   } catch (...) {
     failure = std::current_exception();
   }
   io.lock();
+  file.chunking = false;
+  file.planned_cut = false;
+  if (!failure) {
+    const std::uint64_t end = pending->stored_end();
+    if (pending->tail_deferred()) {
+      // The tail goes back under the bytes written since, for the next write-out.
+      const std::uint64_t before = frozen.bytes() + file.dirty.bytes();
+      for (const DirtyRange& r : frozen.ranges()) {
+        if (r.offset + r.data.size() <= end) continue;
+        const std::uint64_t from = std::max(r.offset, end);
+        file.dirty.write_under(from, r.data.subspan(from - r.offset));
+      }
+      frozen.truncate(end);
+      dirty_total_ += frozen.bytes() + file.dirty.bytes();
+      dirty_total_ -= before;
+    }
+    file.planned_size = end;
+    file.planned_cut = pending->tail_deferred();
+  }
+  file.written.notify_all();
+  if (!failure) {
+    io.unlock();
+    try {
+      data_.stage(*pending);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    io.lock();
+  }
+  // Commits go in the order the write-behinds began; after a failure, none commits
+  // until the failed one's bytes are back in the buffer.
+  file.written.wait(io, [&] { return &file.writing.front() == &frozen; });
+  if (!failure && file.writing_failed)
+    failure = std::make_exception_ptr(
+        FsError(EIO, "file " + std::to_string(ino) + ": an earlier write-out failed"));
   if (!failure) {
     try {
-      commit_write_out(ino, file, *pending, new_size, mtime, ctime);
+      commit_write_out(ino, file, *pending, pending->stored_end(), mtime, ctime);
       dirty_total_ -= frozen.bytes();
     } catch (...) {
       failure = std::current_exception();
@@ -261,15 +325,15 @@ void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
   if (failure) {
     // Nothing is lost: the bytes go back under those written since.
     const std::uint64_t before = frozen.bytes() + file.dirty.bytes();
-    DirtyBuffer merged = std::move(*file.writing);
-    for (const DirtyRange& r : file.dirty.ranges()) merged.write(r.offset, r.data);
-    file.dirty = std::move(merged);
+    for (const DirtyRange& r : frozen.ranges()) file.dirty.write_under(r.offset, r.data);
     dirty_total_ -= before - file.dirty.bytes();
+    file.writing_failed = file.writing.size() > 1;
   }
-  file.writing.reset();
+  file.writing.pop_front();
+  if (file.writing.empty()) file.writing_failed = false;
   {
     std::lock_guard attr(file.attr);
-    file.dirty_bytes = file.dirty.bytes();
+    file.dirty_bytes = file.dirty.bytes() + writing_bytes(file);
     if (!failure) {
       file.size_changed = file.size != file.stored_size;
       // Times set by writes since are newer, and stay to be stored.
@@ -357,8 +421,9 @@ void Filesystem::write_out(bool everything) {
           m.ctime = file->ctime;
         }
         auto ranges = file->dirty.ranges();
-        PendingWrite w = data_.prepare_write(snapshot, ino, file->stored_size, m.new_size, ranges,
-                                             /*stage=*/false);
+        PendingWrite w = data_.prepare_write(
+            snapshot, ino, file->stored_size, m.new_size, ranges,
+            WriteShape{.old_end_is_cut = file->stored_end_is_cut, .stage = false});
         m.allocated = allocated_after(file->stored_alloc, w);
         bytes += file->dirty.bytes();
         batch.add(std::move(w));
@@ -382,6 +447,7 @@ void Filesystem::write_out(bool everything) {
     for (Member& m : members) {
       m.file->stored_size = m.new_size;
       m.file->stored_alloc = m.allocated;
+      m.file->stored_end_is_cut = false;
       finish_flush(*m.file);
       m.io.unlock();
     }
@@ -462,11 +528,12 @@ std::uint64_t Filesystem::seek_data_hole(std::uint64_t ino, std::uint64_t offset
     for (const Extent& e : data_.extents(snapshot, ino))
       if (e.end() > offset && e.offset < size) data.emplace_back(e.offset, std::min(e.end(), size));
   }
-  for (const DirtyBuffer* buffer : {file->writing.get(), &file->dirty})
-    if (buffer != nullptr)
-      for (const DirtyRange& r : buffer->ranges())
-        if (r.offset + r.data.size() > offset)
-          data.emplace_back(r.offset, r.offset + r.data.size());
+  auto add_ranges = [&](const DirtyBuffer& buffer) {
+    for (const DirtyRange& r : buffer.ranges())
+      if (r.offset + r.data.size() > offset) data.emplace_back(r.offset, r.offset + r.data.size());
+  };
+  for (const DirtyBuffer& frozen : file->writing) add_ranges(frozen);
+  add_ranges(file->dirty);
   std::sort(data.begin(), data.end());
   if (whence == SEEK_DATA) {
     for (const auto& [start, end] : data)

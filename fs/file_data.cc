@@ -203,7 +203,7 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
 
 PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
                                      std::uint64_t old_size, std::uint64_t new_size,
-                                     std::span<const DirtyRange> dirty, bool stage) {
+                                     std::span<const DirtyRange> dirty, const WriteShape& shape) {
   const std::string file = "file " + std::to_string(ino);
   for (std::size_t k = 0; k < dirty.size(); ++k) {
     const auto& d = dirty[k];
@@ -216,6 +216,7 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
   return for_file(ino, [&] {
     PendingWrite pw;
     pw.ino_ = ino;
+    pw.stored_end_ = new_size;
     // Old bytes survive only below both sizes; between old_size and new_size is a hole.
     const std::uint64_t keep_old = std::min(old_size, new_size);
     const std::uint64_t chunk_max = chunker_.params().max_size;
@@ -231,7 +232,9 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
       // Start at the boundary of the old chunk holding the range start, or at the one
       // just ending there (so appends grow the last chunk instead of adding tiny ones).
       std::uint64_t start = d.offset;
-      if (auto e = at_or_before(snapshot, ino, d.offset); e && e->end() >= d.offset)
+      const bool starts_chunk = shape.old_end_is_cut && d.offset == old_size;
+      if (auto e = at_or_before(snapshot, ino, d.offset);
+          e && (e->end() > d.offset || (e->end() == d.offset && !starts_chunk)))
         start = e->offset;
       items.push_back(Item{start, d.offset + d.data.size()});
     }
@@ -321,7 +324,20 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
         const std::uint64_t window_end = window_start + window.size();
         std::span<const std::byte> avail(window.data() + (pos - window_start),
                                          static_cast<std::size_t>(window_end - pos));
-        const std::size_t len = chunker_.next_chunk(avail, window_end == new_size);
+        const bool at_end = window_end == new_size;
+        // A tail the chunker cannot cut on its own, all of it new bytes, may wait
+        // for the bytes that follow it.
+        std::size_t len = 0;
+        if (shape.defer_tail && at_end && pos >= old_size) {
+          len = chunker_.next_chunk(avail, /*at_end=*/false);
+          if (len == 0) {
+            pw.stored_end_ = pos;
+            pw.tail_deferred_ = true;
+            next_item = items.size();  // the regions left start inside the tail
+            break;
+          }
+        }
+        if (len == 0) len = chunker_.next_chunk(avail, at_end);
         if (len == 0) throw FsError(EIO, file + ": the chunker made no progress");
         auto chunk = avail.first(len);
         // All-zero chunks stay holes: no object, no extent.
@@ -373,7 +389,7 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
       objects.emplace_back(pw.staged_bytes_.back());
     }
     chunk_bytes.clear();
-    if (stage && !objects.empty())
+    if (shape.stage && !objects.empty())
       pw.insert_.emplace(store_.prepare_insert(objects, pw.staged_ids_));
     return pw;
   });
@@ -389,6 +405,15 @@ void FileData::commit_write(LmdbTxn& txn, PendingWrite& pending) {
     if (pending.insert_) store_.commit_insert(txn, *pending.insert_, 0);
   });
   apply(txn, pending);
+}
+
+void FileData::stage(PendingWrite& write) {
+  if (write.insert_)
+    throw FsError(EINVAL, "file " + std::to_string(write.ino_) + ": staged already");
+  if (write.staged_bytes_.empty()) return;
+  std::vector<std::span<const std::byte>> objects(write.staged_bytes_.begin(),
+                                                  write.staged_bytes_.end());
+  write.insert_.emplace(store_.prepare_insert(objects, write.staged_ids_));
 }
 
 void FileData::stage(WriteBatch& batch) {

@@ -45,6 +45,23 @@ struct DirtyRange {
   std::span<const std::byte> data;
 };
 
+// How FileData::prepare_write may lay out a write.
+struct WriteShape {
+  // The stored extents end (at old_size) where the chunker cut on its own, not where
+  // the data happened to end: bytes appended there start a new chunk, and the last
+  // stored chunk is neither read back nor re-chunked. Any cut made before the end of
+  // the data depends only on the bytes before it, so chunking the whole file in one
+  // go would cut there too.
+  bool old_end_is_cut = false;
+  // Leaves the bytes after the last cut unstored when the chunker could not cut them
+  // on its own and they all lie at or past old_size: PendingWrite::stored_end() says
+  // where the stored bytes then end, and the caller keeps the rest dirty. A file
+  // written out in parts while it grows is then chunked as if written in one go.
+  bool defer_tail = false;
+  // False: the new objects are only computed, for a WriteBatch or stage() to stage.
+  bool stage = true;
+};
+
 // The result of FileData::prepare_write, to be handed to commit_write. Holds the new
 // chunks' bytes and the store's staged insert; drop it only after the transaction that
 // commit_write used has been committed (or aborted).
@@ -62,6 +79,10 @@ class PendingWrite {
   const std::vector<Extent>& added() const { return added_; }
   // Bytes of file content that were run through the chunker (dirty data plus margins).
   std::uint64_t rechunked_bytes() const { return rechunked_bytes_; }
+  // The file size the new layout describes: new_size, or less when a tail was left
+  // unstored (WriteShape::defer_tail).
+  std::uint64_t stored_end() const { return stored_end_; }
+  bool tail_deferred() const { return tail_deferred_; }
 
  private:
   friend class FileData;
@@ -71,6 +92,8 @@ class PendingWrite {
   std::vector<Extent> removed_;
   std::vector<Extent> added_;
   std::uint64_t rechunked_bytes_ = 0;
+  std::uint64_t stored_end_ = 0;
+  bool tail_deferred_ = false;
   // One entry per distinct new object; prepare_insert needs the bytes until commit.
   std::vector<std::vector<std::byte>> staged_bytes_;
   std::vector<ObjectId> staged_ids_;  // staged_bytes_'s, hashed once by prepare_write
@@ -83,7 +106,7 @@ class PendingWrite {
 // writes out many small files at the cost of one.
 class WriteBatch {
  public:
-  // `write` comes from prepare_write(..., stage = false).
+  // `write` comes from prepare_write with WriteShape::stage false.
   void add(PendingWrite write) { writes_.push_back(std::move(write)); }
   const std::vector<PendingWrite>& writes() const { return writes_; }
   bool empty() const { return writes_.empty(); }
@@ -115,15 +138,16 @@ class FileData {
   // `snapshot` shows the file's current extents; make it a read transaction (or a write
   // transaction with nothing uncommitted): old bytes are fetched through the store,
   // which sees only committed objects.
-  // With `stage` false the new objects are only computed, for a WriteBatch to stage.
   PendingWrite prepare_write(const LmdbTxn& snapshot, std::uint64_t ino, std::uint64_t old_size,
                              std::uint64_t new_size, std::span<const DirtyRange> dirty,
-                             bool stage = true);
+                             const WriteShape& shape = {});
 
   // Applies a prepared write inside `txn`: extents and refcounts. The caller commits.
   // No other write to the same inode may happen between prepare_write and this.
   void commit_write(LmdbTxn& txn, PendingWrite& pending);
 
+  // Stages the new objects of a write prepared with WriteShape::stage false.
+  void stage(PendingWrite& write);
   // Stages the new objects of every write in the batch at once; then commit() applies
   // them all inside `txn`. The batch must outlive the commit of that transaction.
   void stage(WriteBatch& batch);

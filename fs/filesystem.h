@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -169,13 +170,22 @@ class Filesystem {
     // Shared for reads, exclusive for writes and write-out (held across a flush).
     std::shared_mutex io;
     DirtyBuffer dirty;  // guarded by io
-    // A write-behind's bytes (see write_behind), moved out of `dirty`: reads see them
-    // under `dirty` until they are committed. Guarded by io; `written` is notified
-    // (io held) when it is gone.
-    std::unique_ptr<DirtyBuffer> writing;
+    // The bytes of the write-behinds in flight (see write_behind), oldest first,
+    // moved out of `dirty`: reads see them, in order, under `dirty` until they are
+    // committed. Guarded by io, as is everything down to stored_end_is_cut; `written`
+    // is notified (io held) when one has been cut into chunks and when one is gone.
+    std::deque<DirtyBuffer> writing;
     std::condition_variable_any written;
-    std::uint64_t stored_size = 0;   // guarded by io: the size the extents describe
-    std::uint64_t stored_alloc = 0;  // guarded by io: the inode's allocated bytes
+    bool chunking = false;        // the newest write-behind is cutting its bytes
+    bool writing_failed = false;  // one failed: those after it give up too
+    // What stored_size and stored_end_is_cut will be once the write-behinds in flight
+    // have committed.
+    std::uint64_t planned_size = 0;
+    bool planned_cut = false;
+    std::uint32_t exclusive_waiters = 0;  // in lock_exclusive: no write-behind starts
+    std::uint64_t stored_size = 0;        // the size the extents describe
+    std::uint64_t stored_alloc = 0;       // the inode's allocated bytes
+    bool stored_end_is_cut = false;       // see WriteShape::old_end_is_cut
 
     // Guarded by attr (never held while waiting for anything, so the commit queue
     // may take it): what getattr shows on top of the stored inode.
@@ -235,9 +245,13 @@ class Filesystem {
   // A writer past the dirty limit writes the file's dirty bytes out with `io`
   // (held exclusively on entry and on return) released meanwhile, so that the
   // kernel's other writes to the file fill a fresh buffer instead of waiting: chunking,
-  // hashing and writing objects overlap receiving the next bytes. One at a time per
-  // file; the next writer past the limit waits for it.
+  // hashing and writing objects overlap receiving the next bytes. The bytes after the
+  // last cut stay dirty (WriteShape::defer_tail), so that the next writer past the
+  // limit can cut its bytes while this one still writes and commits; commits go in
+  // order. A writer that wrote below where the one before stops waits for it instead.
   void write_behind(std::uint64_t ino, OpenFile& file, std::unique_lock<std::shared_mutex>& io);
+  // Bytes of the file's write-behinds in flight (io held).
+  static std::uint64_t writing_bytes(const OpenFile& file);
   static std::uint64_t allocated_after(std::uint64_t allocated, const PendingWrite& write);
   static void store_written(Inode& inode, std::uint64_t size, std::uint64_t allocated,
                             const std::optional<Timespec>& mtime,

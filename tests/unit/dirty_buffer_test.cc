@@ -1,6 +1,6 @@
 // DirtyBuffer against a plain byte array with a "written" mask: random writes,
-// truncations and reads must agree, ranges must stay sorted and disjoint, and the
-// byte count must match the mask.
+// writes under what is buffered, truncations and reads must agree, ranges must stay
+// sorted and disjoint, and the byte count must match the mask.
 #include "fs/dirty_buffer.h"
 
 #include <gtest/gtest.h>
@@ -29,6 +29,17 @@ struct Model {
       written[offset + i] = true;
     }
   }
+  void write_under(std::uint64_t offset, const std::vector<std::byte>& data) {
+    if (bytes.size() < offset + data.size()) {
+      bytes.resize(offset + data.size());
+      written.resize(offset + data.size());
+    }
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      if (written[offset + i]) continue;
+      bytes[offset + i] = data[i];
+      written[offset + i] = true;
+    }
+  }
   void truncate(std::uint64_t size) {
     if (size < bytes.size()) {
       bytes.resize(size);
@@ -46,7 +57,7 @@ TEST(DirtyBufferTest, AgreesWithAByteModel) {
     DirtyBuffer buffer;
     Model model;
     for (int op = 0; op < 400; ++op) {
-      const int kind = static_cast<int>(rng() % 10);
+      const int kind = static_cast<int>(rng() % 11);
       if (kind < 7) {
         // Mostly sequential appends (the common case), else anywhere, overlapping.
         std::uint64_t offset =
@@ -58,6 +69,12 @@ TEST(DirtyBufferTest, AgreesWithAByteModel) {
         std::uint64_t size = rng() % 25000;
         buffer.truncate(size);
         model.truncate(size);
+      } else if (kind == 10) {
+        // Older bytes going back under newer ones, as after a write-out.
+        const std::uint64_t offset = rng() % 20000;
+        auto data = random_bytes(rng, 1 + rng() % 6000);
+        buffer.write_under(offset, data);
+        model.write_under(offset, data);
       } else {
         // A read over a background of 0xEE: written bytes replace it, others keep it.
         std::uint64_t offset = rng() % 22000;

@@ -306,6 +306,61 @@ TEST_F(FileDataTest, AppendsGrowTheLastChunk) {
   expect_exact_refcounts({1, 2});
 }
 
+// A growing file written out in parts, each leaving the bytes after its last cut for
+// the next (as write-behind does), gets the chunks one write gives it, and no part
+// replaces a chunk that an earlier part stored.
+TEST_F(FileDataTest, DeferredTailsChunkAGrowingFileAsOneWriteDoes) {
+  auto content = testing::random_bytes(rng_, 6 * kMiB + 12345);
+  const std::uint64_t part = kMiB + 777;
+  std::uint64_t stored = 0;  // where the stored bytes end
+  bool at_cut = false;
+  for (std::uint64_t end = part; stored < content.size(); end += part) {
+    const bool last = end >= content.size();
+    end = std::min<std::uint64_t>(end, content.size());
+    // The dirty bytes: the previous part's tail and this part.
+    std::vector<DirtyRange> dirty{
+        DirtyRange{stored, std::span(content).subspan(stored, end - stored)}};
+    auto snapshot = LmdbTxn::read(store_->env());
+    auto pending = file_data_->prepare_write(
+        snapshot, 1, stored, end, dirty, WriteShape{.old_end_is_cut = at_cut, .defer_tail = !last});
+    snapshot.abort();
+    EXPECT_TRUE(pending.removed().empty()) << "a chunk stored before was replaced at " << stored;
+    if (last) {
+      EXPECT_EQ(pending.stored_end(), end);
+    } else {
+      ASSERT_TRUE(pending.tail_deferred()) << "no tail left at " << end;
+      EXPECT_LT(pending.stored_end(), end);
+      EXPECT_GT(pending.stored_end(), stored);
+      EXPECT_LE(end - pending.stored_end(), store_->settings().chunk_max);
+    }
+    auto txn = LmdbTxn::write(store_->env());
+    file_data_->commit_write(txn, pending);
+    txn.commit();
+    stored = pending.stored_end();
+    at_cut = pending.tail_deferred();
+    EXPECT_EQ(read_all(1, stored), slice(content, 0, stored));
+  }
+  write_all(2, 0, content);
+  EXPECT_EQ(extents(1), extents(2));
+  expect_exact_refcounts({1, 2});
+  store_->list([&](const ObjectInfo& info) { EXPECT_GT(info.refcount, 0u) << info.id.hex(); });
+}
+
+// A tail is left only where it holds no stored byte: an overwrite of a file's end
+// stores everything.
+TEST_F(FileDataTest, NoTailIsDeferredOverStoredBytes) {
+  auto content = testing::random_bytes(rng_, 2 * kMiB);
+  write_all(1, 0, content);
+  auto edit = testing::random_bytes(rng_, 100000);
+  const std::uint64_t at = content.size() - edit.size();
+  std::vector<DirtyRange> dirty{DirtyRange{at, edit}};
+  auto snapshot = LmdbTxn::read(store_->env());
+  auto pending = file_data_->prepare_write(snapshot, 1, content.size(), content.size(), dirty,
+                                           WriteShape{.defer_tail = true});
+  EXPECT_FALSE(pending.tail_deferred());
+  EXPECT_EQ(pending.stored_end(), content.size());
+}
+
 TEST_F(FileDataTest, RefcountsExactAndReleaseAllFreesEverything) {
   auto a = testing::random_bytes(rng_, 3 * kMiB);
   auto b = a;

@@ -51,6 +51,12 @@ void expect_blocks(Filesystem& fs, std::uint64_t ino, std::size_t blocks, RoundO
   }
 }
 
+// Checks that `ino` holds all kBlocks blocks, each as written in round 1.
+void expect_written_once(Filesystem& fs, std::uint64_t ino, const char* when) {
+  expect_blocks(
+      fs, ino, kBlocks, [](std::size_t) { return 1u; }, when);
+}
+
 FsOptions small_limits() {
   FsOptions options;
   options.dirty_file_limit = 256 << 10;  // a write-out every 16 blocks
@@ -127,6 +133,75 @@ TEST_F(WriteBehindTest, ConcurrentWritersAndReadersSeeEveryByteAsLastWritten) {
       fs, ino, kBlocks, [](std::size_t) { return kRounds; }, "after the remount");
 }
 
+// Writers appending to a file, as the kernel's writeback does to a file being copied
+// in, with readers and fsync beside them: each write-out leaves its last unfinished
+// chunk to the next, which may cut its bytes while the one before still commits.
+TEST_F(WriteBehindTest, AppendingWritersSeeEveryByteWhileWriteOutsOverlap) {
+  const Caller me{::getuid(), ::getgid(), 0};
+  std::uint64_t ino;
+  {
+    Filesystem fs(*store_, small_limits());
+    ino = fs.make_node(kRootIno, "grows", S_IFREG | 0644, 0, me).ino;
+    fs.open(ino, false);
+    std::atomic<std::size_t> next{0};
+    std::vector<std::atomic<bool>> done(kBlocks);
+    std::atomic<bool> writing{true};
+    std::atomic<int> mismatches{0};
+    std::vector<std::thread> threads;
+    for (unsigned w = 0; w < kWriters; ++w) {
+      threads.emplace_back([&] {
+        for (std::size_t b; (b = next++) < kBlocks;) {
+          fs.write(ino, b * kBlock, content(b, 1));
+          done[b] = true;
+        }
+      });
+    }
+    threads.emplace_back([&] {
+      std::mt19937 rng(7);
+      std::vector<std::byte> got(kBlock);
+      while (writing) {
+        const std::size_t b = rng() % kBlocks;
+        if (!done[b]) continue;
+        if (fs.read(ino, b * kBlock, got) != kBlock || got != content(b, 1)) ++mismatches;
+      }
+    });
+    threads.emplace_back([&] {
+      while (writing) {
+        fs.fsync(ino);
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      }
+    });
+    for (unsigned w = 0; w < kWriters; ++w) threads[w].join();
+    writing = false;
+    for (std::size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
+    EXPECT_EQ(mismatches.load(), 0);
+    expect_written_once(fs, ino, "before the remount");
+    fs.release(ino);
+  }
+  Filesystem fs(*store_, FsOptions{});
+  expect_written_once(fs, ino, "after the remount");
+}
+
+// A file written in order is stored in the chunks that one write-out of all of it
+// gives: no write-out stores a last chunk that the next replaces, so no object is
+// left unreferenced.
+TEST_F(WriteBehindTest, SequentialWriteOutsReplaceNoChunk) {
+  const Caller me{::getuid(), ::getgid(), 0};
+  Filesystem fs(*store_, small_limits());
+  const std::uint64_t ino = fs.make_node(kRootIno, "seq", S_IFREG | 0644, 0, me).ino;
+  fs.open(ino, false);
+  for (std::size_t b = 0; b < kBlocks; ++b) fs.write(ino, b * kBlock, content(b, 1));
+  fs.fsync(ino);
+  fs.release(ino);
+  std::size_t objects = 0;
+  store_->list([&](const ObjectInfo& info) {
+    ++objects;
+    EXPECT_GT(info.refcount, 0u) << "unreferenced object " << info.id.hex();
+  });
+  EXPECT_GT(objects, kBlocks * kBlock / (256 << 10));
+  expect_written_once(fs, ino, "after fsync");
+}
+
 // A write-out that fails (here: the store refuses to write objects) puts its bytes
 // back under those written since; once the cause is gone, all of them are stored.
 TEST_F(WriteBehindTest, FailedWriteOutLosesNothing) {
@@ -161,6 +236,49 @@ TEST_F(WriteBehindTest, FailedWriteOutLosesNothing) {
   }
   Filesystem fs(*store_, FsOptions{});
   expect_blocks(fs, ino, written, round_of, "after the remount");
+}
+
+// A write-out that fails while the next one already cuts its bytes: that one gives up
+// too, both put their bytes back, and nothing is lost.
+TEST_F(WriteBehindTest, FailureWithAWriteOutBehindLosesNothing) {
+  const Caller me{::getuid(), ::getgid(), 0};
+  std::uint64_t ino;
+  {
+    Filesystem fs(*store_, small_limits());
+    ino = fs.make_node(kRootIno, "f", S_IFREG | 0644, 0, me).ino;
+    fs.open(ino, false);
+    static std::atomic<int> stages{0};
+    stages = 0;
+    // The first write-out's objects are refused after a while, in which the writers
+    // fill the buffer again and the next write-out starts.
+    set_failpoint_hook([](std::string_view name) {
+      if (name != "insert.write_objects" || stages++ != 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      throw StoreError(EIO, "refused by the test");
+    });
+    std::atomic<std::size_t> next{0};
+    std::atomic<int> failures{0};
+    std::vector<std::thread> writers;
+    for (unsigned w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&] {
+        for (std::size_t b; (b = next++) < kBlocks;) {
+          try {
+            fs.write(ino, b * kBlock, content(b, 1));
+          } catch (const std::exception&) {
+            ++failures;  // the bytes stay buffered
+          }
+        }
+      });
+    }
+    for (auto& t : writers) t.join();
+    set_failpoint_hook({});
+    EXPECT_GE(failures.load(), 1);
+    expect_written_once(fs, ino, "after the failure");
+    fs.fsync(ino);
+    fs.release(ino);
+  }
+  Filesystem fs(*store_, FsOptions{});
+  expect_written_once(fs, ino, "after the remount");
 }
 
 // A thread serving FUSE requests at the idle policy must hear before the filesystem
