@@ -230,6 +230,18 @@ void Filesystem::flush(std::uint64_t ino, const std::shared_ptr<OpenFile>& file)
   flush_locked(ino, *file);
 }
 
+void Filesystem::give_back(OpenFile& file, DirtyBuffer& frozen, std::uint64_t from) {
+  const std::uint64_t before = frozen.bytes() + file.dirty.bytes();
+  for (const DirtyRange& r : frozen.ranges()) {
+    if (r.offset + r.data.size() <= from) continue;
+    const std::uint64_t start = std::max(r.offset, from);
+    file.dirty.write_under(start, r.data.subspan(start - r.offset));
+  }
+  frozen.truncate(from);
+  dirty_total_ += frozen.bytes() + file.dirty.bytes();
+  dirty_total_ -= before;
+}
+
 void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
                               std::unique_lock<std::shared_mutex>& io) {
   before_long_work();
@@ -283,18 +295,8 @@ void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
   file.planned_cut = false;
   if (!failure) {
     const std::uint64_t end = pending->stored_end();
-    if (pending->tail_deferred()) {
-      // The tail goes back under the bytes written since, for the next write-out.
-      const std::uint64_t before = frozen.bytes() + file.dirty.bytes();
-      for (const DirtyRange& r : frozen.ranges()) {
-        if (r.offset + r.data.size() <= end) continue;
-        const std::uint64_t from = std::max(r.offset, end);
-        file.dirty.write_under(from, r.data.subspan(from - r.offset));
-      }
-      frozen.truncate(end);
-      dirty_total_ += frozen.bytes() + file.dirty.bytes();
-      dirty_total_ -= before;
-    }
+    // The tail goes back for the next write-out.
+    if (pending->tail_deferred()) give_back(file, frozen, end);
     file.planned_size = end;
     file.planned_cut = pending->tail_deferred();
   }
@@ -323,10 +325,7 @@ void Filesystem::write_behind(std::uint64_t ino, OpenFile& file,
     }
   }
   if (failure) {
-    // Nothing is lost: the bytes go back under those written since.
-    const std::uint64_t before = frozen.bytes() + file.dirty.bytes();
-    for (const DirtyRange& r : frozen.ranges()) file.dirty.write_under(r.offset, r.data);
-    dirty_total_ -= before - file.dirty.bytes();
+    give_back(file, frozen, 0);  // nothing is lost
     file.writing_failed = file.writing.size() > 1;
   }
   file.writing.pop_front();

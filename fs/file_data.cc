@@ -379,18 +379,15 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
     std::sort(pw.removed_.begin(), pw.removed_.end(),
               [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
 
-    std::vector<std::span<const std::byte>> objects;
     for (const auto& e : pw.added_) {
       auto it = chunk_bytes.find(e.id);
       if (it == chunk_bytes.end()) continue;  // staged already
       pw.staged_bytes_.push_back(std::move(it->second));
       pw.staged_ids_.push_back(e.id);
       chunk_bytes.erase(it);
-      objects.emplace_back(pw.staged_bytes_.back());
     }
     chunk_bytes.clear();
-    if (shape.stage && !objects.empty())
-      pw.insert_.emplace(store_.prepare_insert(objects, pw.staged_ids_));
+    if (shape.stage) stage(pw);
     return pw;
   });
 }

@@ -250,6 +250,9 @@ class Filesystem {
   // limit can cut its bytes while this one still writes and commits; commits go in
   // order. A writer that wrote below where the one before stops waits for it instead.
   void write_behind(std::uint64_t ino, OpenFile& file, std::unique_lock<std::shared_mutex>& io);
+  // Moves a write-behind's bytes at or past `from` back into the file's buffer, under
+  // the bytes written since (io held exclusively).
+  void give_back(OpenFile& file, DirtyBuffer& frozen, std::uint64_t from);
   // Bytes of the file's write-behinds in flight (io held).
   static std::uint64_t writing_bytes(const OpenFile& file);
   static std::uint64_t allocated_after(std::uint64_t allocated, const PendingWrite& write);
