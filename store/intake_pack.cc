@@ -17,18 +17,26 @@ namespace casfs {
 
 std::unordered_set<std::uint32_t> IntakeInFlight::ids() const {
   std::lock_guard lock(mutex_);
-  return ids_;
+  std::unordered_set<std::uint32_t> ids;
+  for (const auto& [id, writes] : writes_) ids.insert(id);
+  return ids;
+}
+
+bool IntakeInFlight::contains(std::uint32_t pack_id) const {
+  std::lock_guard lock(mutex_);
+  return writes_.contains(pack_id);
 }
 
 IntakeWrite::IntakeWrite(IntakeInFlight& in_flight, std::uint32_t pack_id)
     : in_flight_(in_flight), pack_id_(pack_id) {
   std::lock_guard lock(in_flight_.mutex_);
-  in_flight_.ids_.insert(pack_id_);
+  in_flight_.writes_[pack_id_] += 1;
 }
 
 IntakeWrite::~IntakeWrite() {
   std::lock_guard lock(in_flight_.mutex_);
-  in_flight_.ids_.erase(pack_id_);
+  auto it = in_flight_.writes_.find(pack_id_);
+  if (--it->second == 0) in_flight_.writes_.erase(it);
 }
 
 IntakeBuffers::Buffer IntakeBuffers::take() {
@@ -53,6 +61,16 @@ void IntakeBuffers::give_back(Buffer buffer) noexcept {
 }
 
 namespace {
+
+RecordHeader intake_record_header(const Blob& b) {
+  RecordHeader h;
+  h.codec = Codec::kRaw;
+  h.intake = true;
+  h.id = b.id;
+  h.raw_size = h.stored_size = b.data.size();
+  h.payload_xxh3 = b.checksum;  // of the raw bytes, which are the payload
+  return h;
+}
 
 // Writes pieces one after another from offset 0 through an aligned buffer, with
 // O_DIRECT while the file takes it (else as ordinary writes), and leaves the file
@@ -123,12 +141,7 @@ std::unique_ptr<IntakeWrite> Store::Impl::write_intake_pack(const std::vector<Bl
     std::uint64_t at = kPackHeaderSize;
     for (std::size_t k = 0; k < which.size(); ++k) {
       const Blob& b = blobs[which[k]];
-      RecordHeader h;
-      h.codec = Codec::kRaw;
-      h.intake = true;
-      h.id = b.id;
-      h.raw_size = h.stored_size = b.data.size();
-      h.payload_xxh3 = b.checksum;  // of the raw bytes, which are the payload
+      const RecordHeader h = intake_record_header(b);
       intake->offsets.emplace(b.id, at);
       at += h.record_size();
       out.append(h.encode());
@@ -138,11 +151,70 @@ std::unique_ptr<IntakeWrite> Store::Impl::write_intake_pack(const std::vector<Bl
     failpoint("intake.written");
     if (::fdatasync(fd.get()) != 0 || ::fsync(packs.dir_fd()) != 0)
       throw_errno("cannot sync intake pack " + name);
+    intake->start = kPackHeaderSize;
     intake->size = at;
   } catch (...) {
     // Nothing names it yet.
     ::unlinkat(packs.dir_fd(), name.c_str(), 0);
     throw;
+  }
+  return intake;
+}
+
+std::unique_ptr<IntakeWrite> Store::Impl::append_intake_records(
+    const std::vector<Blob>& blobs, std::span<const std::size_t> which) {
+  std::vector<std::byte> records;
+  for (std::size_t i : which) {
+    const auto header = intake_record_header(blobs[i]).encode();
+    records.insert(records.end(), header.begin(), header.end());
+    records.insert(records.end(), blobs[i].data.begin(), blobs[i].data.end());
+  }
+  OpenIntakePack& open = open_intake;
+  std::lock_guard appending(open.mutex);
+  if (!open.fd) {
+    // Registered before the file exists, so that no orphan sweep can see it unclaimed.
+    auto hold = std::make_unique<IntakeWrite>(intake_in_flight, new_pack_id());
+    const std::string name = PackFiles::file_name(hold->pack_id());
+    UniqueFd fd(
+        ::openat(packs.dir_fd(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd) throw_errno("cannot create intake pack " + name);
+    const auto header = PackFileHeader{kPackFormatVersion, hold->pack_id()}.encode();
+    // Its directory entry is synced once, here; appends only sync the file.
+    const std::int64_t r = pwrite_retrying(fd.get(), header, 0);
+    int error = r < 0 ? static_cast<int>(-r) : 0;
+    if (error == 0 && (::fdatasync(fd.get()) != 0 || ::fsync(packs.dir_fd()) != 0)) error = errno;
+    if (error != 0) {
+      ::unlinkat(packs.dir_fd(), name.c_str(), 0);
+      throw_errno(error, "cannot start intake pack " + name);
+    }
+    open.hold = std::move(hold);
+    open.fd = std::move(fd);
+    open.end = kPackHeaderSize;
+  }
+  const std::uint32_t pack_id = open.hold->pack_id();
+  auto intake = std::make_unique<IntakeWrite>(intake_in_flight, pack_id);
+  intake->start = open.end;
+  std::uint64_t at = open.end;
+  for (std::size_t i : which) {
+    intake->offsets.emplace(blobs[i].id, at);
+    at += kRecordHeaderSize + blobs[i].data.size();
+  }
+  const std::int64_t written = pwrite_retrying(open.fd.get(), records, open.end);
+  failpoint("intake.appended");
+  int error = written < 0 ? static_cast<int>(-written) : 0;
+  if (error == 0 && ::fdatasync(open.fd.get()) != 0) error = errno;
+  if (error != 0) {
+    // Nothing is known of what follows the last good record: the next batch starts
+    // a new pack. The records before are committed ones, or a dropped batch's.
+    open.fd.reset();
+    open.hold.reset();
+    throw_errno(error, "cannot append to intake pack " + std::to_string(pack_id));
+  }
+  open.end = at;
+  intake->size = at;
+  if (open.end >= OpenIntakePack::kMaxBytes) {
+    open.fd.reset();
+    open.hold.reset();
   }
   return intake;
 }

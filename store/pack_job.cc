@@ -129,8 +129,14 @@ void remove_drained_intake_packs(Store::Impl& impl) {
   if (drained.empty()) return;  // the usual case: no write transaction
   {
     // Only pack() moves records out of intake packs, and it holds the maintenance
-    // lock: none of these can have gained a record since.
+    // lock; but the open intake pack (and one just let go) gains records. A pack
+    // still in flight is left alone; one that is not has every record it will ever
+    // have committed, which this transaction sees.
     auto txn = LmdbTxn::write(*impl.env);
+    std::erase_if(drained, [&](std::uint32_t id) {
+      auto p = impl.index->get_pack(txn, id);
+      return !p || p->live_records != 0 || impl.intake_in_flight.contains(id);
+    });
     for (std::uint32_t id : drained) impl.index->erase_pack(txn, id);
     txn.commit();
   }

@@ -90,6 +90,7 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const OpenO
   impl->index = std::make_unique<Index>(*impl->env);
   impl->format_version = impl->config.version;
   impl->intake_min_objects = options.intake_min_objects;
+  impl->append_small_batches = options.append_small_batches;
   {
     std::uint32_t next = 1;
     if (have_index) {
@@ -169,11 +170,17 @@ WrittenObjects Store::Impl::write_new_objects(std::vector<Blob>& blobs) {
   // Batches hold objects small enough to be in memory, which an intake pack's reader
   // (pack()) counts on.
   const std::size_t intake_from = intake_threshold();
-  if (intake_from > 0 && to_write.size() >= intake_from &&
+  if (intake_from > 0 &&
       std::all_of(to_write.begin(), to_write.end(),
                   [&](std::size_t i) { return blobs[i].data.size() <= kInMemoryLimit; })) {
-    written.intake = write_intake_pack(blobs, to_write);
-    return written;
+    if (to_write.size() >= intake_from) {
+      written.intake = write_intake_pack(blobs, to_write);
+      return written;
+    }
+    if (append_small_batches) {
+      written.intake = append_intake_records(blobs, to_write);
+      return written;
+    }
   }
 
   // New objects are created directly under their final names (O_EXCL), sparing a
@@ -234,9 +241,18 @@ std::vector<InsertResult> Store::Impl::index_objects(LmdbTxn& txn, const std::ve
   IntakeWrite* intake = written.intake.get();
   PackInfo intake_info;
   if (intake) {
-    intake_info.id = intake->pack_id();
-    intake_info.size = intake->size;
+    // The open intake pack's entry is shared by its batches, which may commit in any
+    // order (intake_pack.h): the bytes between the committed end and a batch past it
+    // count as dead until their own batch commits.
+    intake_info = index->get_pack(txn, intake->pack_id())
+                      .value_or(PackInfo{intake->pack_id(), kPackHeaderSize, 0, 0, 0});
     intake_info.intake = true;
+    if (intake->start >= intake_info.size) {
+      intake_info.dead_bytes += intake->start - intake_info.size;
+      intake_info.size = intake->size;
+    } else {
+      intake_info.dead_bytes -= std::min(intake_info.dead_bytes, intake->size - intake->start);
+    }
   }
   std::unordered_set<ObjectId, ObjectIdHash> indexed_here;
   std::vector<InsertResult> results(blobs.size());

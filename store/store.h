@@ -190,6 +190,10 @@ struct OpenOptions {
   // A batch of at least this many new objects is written as one intake pack rather
   // than as loose files (as git keeps a push of many objects as a pack); 0: never.
   std::size_t intake_min_objects = 16;
+  // Smaller batches are appended to one intake pack kept open for them instead of
+  // being written as loose files (intake_pack.h says why); not when
+  // intake_min_objects is 0. The mount daemon sets it: an fsync writes such a batch.
+  bool append_small_batches = false;
 };
 
 class Store {

@@ -108,6 +108,10 @@ struct Store::Impl {
   std::size_t intake_threshold() const { return takes_intake_packs() ? intake_min_objects : 0; }
   IntakeInFlight intake_in_flight;
   IntakeBuffers intake_buffers;
+  // Batches smaller than the intake threshold are appended to open_intake rather
+  // than written as loose files (OpenOptions::append_small_batches).
+  bool append_small_batches = false;
+  OpenIntakePack open_intake;
   // What Store::loose_added() reports.
   std::atomic<std::uint64_t> loose_added_objects{0};
   std::atomic<std::uint64_t> loose_added_bytes{0};
@@ -149,6 +153,9 @@ struct Store::Impl {
   // Writes blobs[which[...]] as the raw records of a new intake pack and syncs it.
   std::unique_ptr<IntakeWrite> write_intake_pack(const std::vector<Blob>& blobs,
                                                  std::span<const std::size_t> which);
+  // Appends them to the open intake pack (starting one when none is open) and syncs.
+  std::unique_ptr<IntakeWrite> append_intake_records(const std::vector<Blob>& blobs,
+                                                     std::span<const std::size_t> which);
   InsertResult commit_streamed(const std::string& staging_name, const ObjectId& id,
                                std::uint64_t size, std::uint64_t checksum, std::uint32_t refs);
 

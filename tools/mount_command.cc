@@ -40,7 +40,7 @@ struct MountSettings {
   std::string logfile;
   std::optional<log::Level> loglevel;
   PackerOptions packer;
-  OpenOptions store{.cache_bytes = 64ull << 20};
+  OpenOptions store{.cache_bytes = 64ull << 20, .append_small_batches = true};
 };
 
 double parse_seconds(const std::string& key, const std::string& value) {

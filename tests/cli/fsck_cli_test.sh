@@ -94,7 +94,8 @@ unmount() {
   return 1
 }
 
-timeout 60 "$casfs" mount "$S" "$mnt" >"$work/mount.out" 2>&1
+# intake=0: every chunk a loose file, so that one can be deleted below.
+timeout 60 "$casfs" mount "$S" "$mnt" -o intake=0 >"$work/mount.out" 2>&1
 rc=$?
 if [[ $rc -ne 0 ]] || ! mountpoint -q "$mnt"; then
   fail "mount" "exit $rc: $(cat "$work/mount.out")"

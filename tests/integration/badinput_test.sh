@@ -54,10 +54,11 @@ read_fails_eio() {
   fi
 }
 # A store with five single-chunk files (each below the 16 KiB minimum chunk, so one
-# object each, named by the file's sha256) and their sums in $WORK/NAME.sums.
+# object each, named by the file's sha256) and their sums in $WORK/NAME.sums. The
+# objects are loose files (intake=0), for the checks that damage one.
 make_store() { # make_store STORE MNT
   casfs_mkfs "$1" || bail "mkfs $1"
-  casfs_mount "$1" "$2" || bail "mount $1"
+  casfs_mount "$1" "$2" -o intake=0 || bail "mount $1"
   local i
   for i in 1 2 3 4 5; do head -c $((4000 + i * 1000)) /dev/urandom >"$2/f$i"; done
   tree_sums "$2" >"$1.sums"

@@ -195,13 +195,15 @@ TEST_F(IntakePackTest, ObjectsAlreadyStoredAreNotWrittenAgain) {
 TEST_F(IntakePackTest, ACopyIndexedFirstByAnotherInsertLeavesDeadRecords) {
   auto objs = objects(30, 4000);
   auto spans = spans_of(objs);
-  auto first = store_->prepare_insert(spans);
-  auto second = store_->prepare_insert(spans);
-  EXPECT_EQ(files_in("packs"), 2u);
-  for (auto* pending : {&first, &second}) {
-    auto txn = LmdbTxn::write(store_->env());
-    store_->commit_insert(txn, *pending);
-    txn.commit();
+  {
+    auto first = store_->prepare_insert(spans);
+    auto second = store_->prepare_insert(spans);
+    EXPECT_EQ(files_in("packs"), 2u);
+    for (auto* pending : {&first, &second}) {
+      auto txn = LmdbTxn::write(store_->env());
+      store_->commit_insert(txn, *pending);
+      txn.commit();
+    }
   }
   auto ps = packs();
   ASSERT_EQ(ps.size(), 2u);
@@ -210,6 +212,27 @@ TEST_F(IntakePackTest, ACopyIndexedFirstByAnotherInsertLeavesDeadRecords) {
   EXPECT_EQ(a.dead_bytes + b.dead_bytes, b.size - kPackHeaderSize)
       << "one pack's records are all dead";
   for (const auto& o : objs) EXPECT_EQ(store_->stat(Sha256::of(o))->refcount, 2u);
+  store_->pack();
+  EXPECT_EQ(store_->status().intake_packs, 0u);
+  EXPECT_EQ(files_in("packs"), 1u);
+  for (const auto& o : objs) EXPECT_EQ(store_->read(Sha256::of(o)), o);
+}
+
+// Until an insert is over (its PendingInsert gone), more may be committed into its
+// pack, as into the open intake pack: pack() moves the records but keeps the file.
+TEST_F(IntakePackTest, PackKeepsADrainedIntakePackWhileAnInsertIntoItIsInFlight) {
+  auto objs = objects(20, 3000);
+  auto spans = spans_of(objs);
+  {
+    auto pending = store_->prepare_insert(spans);
+    auto txn = LmdbTxn::write(store_->env());
+    store_->commit_insert(txn, pending);
+    txn.commit();
+    store_->pack();
+    EXPECT_EQ(store_->status().intake_objects, 0u);
+    EXPECT_EQ(store_->status().intake_packs, 1u);
+    EXPECT_EQ(files_in("packs"), 2u);
+  }
   store_->pack();
   EXPECT_EQ(store_->status().intake_packs, 0u);
   EXPECT_EQ(files_in("packs"), 1u);

@@ -290,10 +290,11 @@ void PrintTo(const CrashCase& c, std::ostream* os) {
   *os << c.failpoint << " hit " << c.hit;
 }
 
-enum class Job { kPack, kGc, kRepack, kInsert };
+enum class Job { kPack, kGc, kRepack, kInsert, kAppend };
 
 Job job_of(std::string_view failpoint) {
   if (failpoint.starts_with("pack.")) return Job::kPack;
+  if (failpoint == "intake.appended") return Job::kAppend;
   if (failpoint.starts_with("intake.")) return Job::kInsert;
   if (failpoint.starts_with("gc.")) return Job::kGc;
   return Job::kRepack;
@@ -327,7 +328,23 @@ void run_job(Store& store, Job job) {
       store.insert_many(spans, /*refs=*/0);
       break;
     }
+    case Job::kAppend: {
+      // Small batches, appended to the open intake pack, unknown to the model too.
+      std::mt19937_64 rng(11);
+      for (int round = 0; round < 5; ++round) {
+        std::vector<Bytes> batch;
+        for (int i = 0; i < 3; ++i) batch.push_back(random_bytes(rng, 100 + rng() % 4000));
+        std::vector<std::span<const std::byte>> spans(batch.begin(), batch.end());
+        store.insert_many(spans, /*refs=*/0);
+      }
+      break;
+    }
   }
+}
+
+// How the crash tests open the store: appending small batches for the job that does.
+OpenOptions options_for(Job job) {
+  return OpenOptions{.append_small_batches = job == Job::kAppend};
 }
 
 // Opens the store in a child process and runs `job` there; the `hit`th time `failpoint`
@@ -340,7 +357,7 @@ int run_crashing_child(const fs::path& dir, const std::string& failpoint, int hi
   if (pid == 0) {
     int code = kNotReached;
     try {
-      auto store = Store::open(dir);
+      auto store = Store::open(dir, options_for(job));
       std::atomic<int> seen{0};  // pack reaches pack.unlinked on a worker thread
       set_failpoint_hook([&seen, failpoint, hit](std::string_view name) {
         if (name == failpoint && ++seen == hit) ::kill(::getpid(), SIGKILL);
@@ -482,7 +499,8 @@ TEST_P(StoreCrashTest, CrashAtStepKeepsEveryObjectAndJobCanFinish) {
   switch (job) {
     case Job::kPack:
     case Job::kInsert:
-      prepare_pack(rng, c.hit > 1);
+    case Job::kAppend:
+      prepare_pack(rng, c.hit > 1 && job != Job::kAppend);
       break;
     case Job::kGc:
       prepare_gc(rng, c.hit > 1);
@@ -497,13 +515,15 @@ TEST_P(StoreCrashTest, CrashAtStepKeepsEveryObjectAndJobCanFinish) {
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << c.failpoint << " hit " << c.hit << ": " << describe_status(status);
 
-  auto store = Store::open(dir_);
+  auto store = Store::open(dir_, options_for(job));
   {
     SCOPED_TRACE("right after the crash");
-    if (job == Job::kInsert) {
+    if (job == Job::kInsert || job == Job::kAppend) {
+      // The first append starts the open pack: before its commit it is an orphan.
+      const std::uint64_t orphans = job == Job::kAppend && c.hit > 1 ? 0 : 1;
       const auto files = std::distance(fs::directory_iterator(dir_ / "packs"), {});
-      EXPECT_EQ(static_cast<std::uint64_t>(files), store->status().packs + 1)
-          << "the crashed insert's intake pack is an orphan file";
+      EXPECT_EQ(static_cast<std::uint64_t>(files), store->status().packs + orphans)
+          << "the crashed insert's new intake pack is an orphan file";
     }
     expect_objects(*store, model_);
     expect_verify_clean(*store);
@@ -529,6 +549,10 @@ TEST_P(StoreCrashTest, CrashAtStepKeepsEveryObjectAndJobCanFinish) {
       case Job::kInsert:
         EXPECT_GE(s.intake_packs, 2u) << "the batch before the crash and the one after";
         break;
+      case Job::kAppend:
+        EXPECT_EQ(s.intake_packs, c.hit > 1 ? 3u : 2u)
+            << "prepare's, the crashed run's (when a batch committed) and the one open now";
+        break;
     }
   }
   {
@@ -546,6 +570,11 @@ TEST_P(StoreCrashTest, CrashAtStepKeepsEveryObjectAndJobCanFinish) {
     store.reset();
     store = Store::open(dir_);
     expect_objects(*store, model_, /*dropped_gone=*/true, Check::kRefsOnly);
+    if (job == Job::kAppend) {
+      // Closed, the open pack is an ordinary intake pack: pack() removes it.
+      store->pack();
+      EXPECT_EQ(store->status().intake_packs, 0u);
+    }
     expect_no_orphans(*store);
   }
 }
@@ -565,6 +594,7 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashCase{"pack.committed", 1}, CrashCase{"pack.committed", 2},
                       CrashCase{"pack.unlinked", 1}, CrashCase{"pack.unlinked", 2},
                       CrashCase{"pack.intake_removed", 1}, CrashCase{"intake.written", 1},
+                      CrashCase{"intake.appended", 1}, CrashCase{"intake.appended", 3},
                       CrashCase{"gc.dropped", 1}, CrashCase{"gc.dropped", 2},
                       CrashCase{"repack.synced", 1}, CrashCase{"repack.committed", 1},
                       CrashCase{"repack.removed", 1}, CrashCase{"repack.removed", 2}),
@@ -618,11 +648,13 @@ void read_and_check(Store& store, const std::vector<Known>& batch, Failures& fai
 // ---------------------------------------------------------------------------------
 // 2. Inserters, a packer and a reader at once
 
-TEST(StoreConcurrencyTest, InsertsDuringPackAreAllKeptAndCounted) {
+// Four inserters, a packer and a reader at once; then every object is there with its
+// count, and the index accounts for every byte.
+void inserts_during_pack(const OpenOptions& options) {
   TempDir tmp;
   const fs::path dir = tmp.path() / "store";
   Store::init(dir);
-  auto store = Store::open(dir);
+  auto store = Store::open(dir, options);
   const std::uint64_t seed = testing::test_seed();
 
   // Objects several threads insert, small and one large, to race dedup.
@@ -746,16 +778,27 @@ TEST(StoreConcurrencyTest, InsertsDuringPackAreAllKeptAndCounted) {
   expect_verify_clean(*store);
 }
 
+TEST(StoreConcurrencyTest, InsertsDuringPackAreAllKeptAndCounted) {
+  inserts_during_pack(OpenOptions{});
+}
+
+// The batches here are small: all of them go to the open intake pack, whose records
+// pack() moves out while they are appended and committed in any order.
+TEST(StoreConcurrencyTest, AppendsToTheOpenIntakePackDuringPackAreAllKept) {
+  inserts_during_pack(OpenOptions{.append_small_batches = true});
+}
+
 // ---------------------------------------------------------------------------------
 // 3. Inserts and releases while gc and repack run
 
-TEST(StoreConcurrencyTest, GcAndRepackDuringInsertsAndReleasesDropNothingReferenced) {
+// Mutators insert and release while gc and repack run, and a reader reads.
+void gc_and_repack_during_inserts(const OpenOptions& open_options) {
   TempDir tmp;
   const fs::path dir = tmp.path() / "store";
   StoreSettings settings;
   settings.pack_target_bytes = 256 << 10;  // many packs, so repack has work
   Store::init(dir, settings);
-  auto store = Store::open(dir);
+  auto store = Store::open(dir, open_options);
   const std::uint64_t seed = testing::test_seed();
 
   std::mt19937_64 pool_rng(seed);
@@ -888,6 +931,14 @@ TEST(StoreConcurrencyTest, GcAndRepackDuringInsertsAndReleasesDropNothingReferen
     expect_no_orphans(*store);
     expect_verify_clean(*store);
   }
+}
+
+TEST(StoreConcurrencyTest, GcAndRepackDuringInsertsAndReleasesDropNothingReferenced) {
+  gc_and_repack_during_inserts(OpenOptions{});
+}
+
+TEST(StoreConcurrencyTest, GcAndRepackDuringAppendsToTheOpenIntakePackDropNothingReferenced) {
+  gc_and_repack_during_inserts(OpenOptions{.append_small_batches = true});
 }
 
 // ---------------------------------------------------------------------------------

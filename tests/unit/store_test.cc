@@ -12,7 +12,9 @@
 #include <numeric>
 
 #include "store/index.h"
+#include "store/intake_pack.h"
 #include "store/lmdb.h"
+#include "store/pack_format.h"
 #include "tests/unit/support/test_support.h"
 
 namespace casfs {
@@ -303,6 +305,125 @@ TEST_F(StoreTest, TwoPhaseInsertTakesTheCallersHashes) {
     EXPECT_EQ(e.code(), EINVAL);
   }
   EXPECT_EQ(count_files(dir_ / "loose"), loose_before);
+}
+
+// The pack table of `store`, by pack id.
+std::map<std::uint32_t, PackInfo> packs_of(Store& store) {
+  std::map<std::uint32_t, PackInfo> packs;
+  auto txn = LmdbTxn::read(store.env());
+  store.index().for_each_pack(txn, [&](const PackInfo& p) { packs.emplace(p.id, p); });
+  return packs;
+}
+
+TEST_F(StoreTest, SmallBatchesAreAppendedToOneOpenIntakePack) {
+  store_.reset();
+  store_ = Store::open(dir_, OpenOptions{.append_small_batches = true});
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects;
+  std::vector<ObjectId> ids;
+  for (int batch = 0; batch < 10; ++batch) {
+    std::vector<std::span<const std::byte>> spans;
+    for (int i = 0; i < 3; ++i) {
+      objects.push_back(random_bytes(rng, batch == 0 && i == 0 ? 0 : rng() % 5000));
+      spans.push_back(objects.back());
+    }
+    for (const auto& r : store_->insert_many(spans)) ids.push_back(r.id);
+  }
+  auto s = store_->status();
+  EXPECT_EQ(s.loose_objects, 0u);
+  EXPECT_EQ(s.intake_objects, 30u);
+  EXPECT_EQ(s.intake_packs, 1u) << "every batch in the one open pack";
+  EXPECT_EQ(count_files(dir_ / "packs"), 1u);
+  EXPECT_EQ(count_files(dir_ / "loose"), 0u);
+  for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(store_->read(ids[i]), objects[i]);
+
+  // Two-phase inserts into it commit in any order, or not at all; the pack's entry
+  // counts every byte below its committed end as live or dead.
+  auto prepare = [&](std::size_t n) {
+    std::vector<std::span<const std::byte>> spans;
+    for (std::size_t i = 0; i < n; ++i) {
+      objects.push_back(random_bytes(rng, 100 + rng() % 3000));
+      spans.push_back(objects.back());
+    }
+    return store_->prepare_insert(spans);
+  };
+  auto commit = [&](PendingInsert& pending) {
+    auto txn = LmdbTxn::write(store_->env());
+    for (const auto& r : store_->commit_insert(txn, pending)) ids.push_back(r.id);
+    txn.commit();
+  };
+  objects.reserve(objects.size() + 16);  // the spans above point into it
+  std::uint64_t dropped_bytes = 0;
+  {
+    auto first = prepare(2);
+    auto second = prepare(3);
+    auto dropped = prepare(1);
+    auto last = prepare(2);
+    dropped_bytes = kRecordHeaderSize + objects[objects.size() - 3].size();
+    commit(second);
+    commit(last);
+    commit(first);
+  }
+  const auto packs = packs_of(*store_);
+  ASSERT_EQ(packs.size(), 1u);
+  const PackInfo& p = packs.begin()->second;
+  EXPECT_TRUE(p.intake);
+  EXPECT_EQ(p.live_records, 37u);
+  EXPECT_EQ(p.dead_bytes, dropped_bytes) << "the dropped batch only";
+  EXPECT_EQ(p.size, kPackHeaderSize + p.live_bytes + p.dead_bytes);
+  EXPECT_EQ(std::filesystem::file_size(dir_ / "packs" / (std::to_string(p.id) + ".pack")), p.size);
+  ASSERT_EQ(ids.size(), 37u);
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    if (i == objects.size() - 3) continue;  // the dropped one
+    ASSERT_EQ(store_->read(Sha256::of(objects[i])), objects[i]) << "object " << i;
+  }
+  EXPECT_TRUE(store_->verify().clean());
+
+  // pack() moves its records but leaves the open pack, which later batches go on
+  // filling; once the store is closed it is an ordinary intake pack, removed when
+  // drained.
+  auto report = store_->pack();
+  EXPECT_EQ(report.objects, 37u);
+  EXPECT_EQ(store_->status().intake_packs, 1u);
+  std::vector<std::byte> after = random_bytes(rng, 4000);
+  const ObjectId after_id = store_->insert(after).id;
+  EXPECT_EQ(store_->status().intake_objects, 1u);
+  EXPECT_EQ(store_->status().intake_packs, 1u);
+  store_.reset();
+  store_ = Store::open(dir_, OpenOptions{.append_small_batches = true});
+  store_->pack();
+  s = store_->status();
+  EXPECT_EQ(s.intake_packs, 0u);
+  EXPECT_EQ(s.packs, 1u);
+  EXPECT_EQ(count_files(dir_ / "packs"), 1u);
+  EXPECT_EQ(store_->read(after_id), after);
+  for (std::size_t i = 0; i < 30; ++i) ASSERT_EQ(store_->read(ids[i]), objects[i]);
+  EXPECT_TRUE(store_->verify().clean());
+}
+
+TEST_F(StoreTest, OpenIntakePackIsLetGoOnceFull) {
+  store_.reset();
+  store_ = Store::open(dir_, OpenOptions{.append_small_batches = true});
+  std::mt19937_64 rng(testing::test_seed());
+  std::vector<std::vector<std::byte>> objects;
+  std::vector<ObjectId> ids;
+  std::uint64_t bytes = 0;
+  while (bytes < OpenIntakePack::kMaxBytes + (4 << 20)) {
+    objects.push_back(random_bytes(rng, 1 << 20));
+    ids.push_back(store_->insert(objects.back()).id);
+    bytes += objects.back().size();
+  }
+  const auto packs = packs_of(*store_);
+  ASSERT_EQ(packs.size(), 2u);
+  EXPECT_GE(packs.begin()->second.size, OpenIntakePack::kMaxBytes);
+  for (const auto& [id, p] : packs) {
+    EXPECT_TRUE(p.intake);
+    EXPECT_EQ(p.size, kPackHeaderSize + p.live_bytes + p.dead_bytes) << "pack " << id;
+  }
+  // The full one is no longer in flight: pack() drains and removes it.
+  store_->pack();
+  EXPECT_EQ(store_->status().intake_packs, 1u) << "only the open one is left";
+  for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(store_->read(ids[i]), objects[i]);
 }
 
 TEST_F(StoreTest, ExtractManyReportsMissingObjectsOnly) {
