@@ -270,13 +270,16 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       c.mtime = from_timespec(attr->st_mtim);
     }
     if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = from_timespec(attr->st_ctim);
-    // A truncate the kernel marked, or a change of owner or group (by root, it keeps
-    // set-group-ID without group execute). chown(f, -1, -1), which clears
-    // set-user-ID on ext4, arrives with neither and clears nothing here.
-    const bool owner_changes = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
-    if (request_drops_set_id() || owner_changes)
+    // A truncate the kernel marked, or a chown (by root, it keeps set-group-ID
+    // without group execute). chown(f, -1, -1) clears the bits as any chown does on
+    // ext4, but arrives as a change of ctime alone: the kernel drops its mark to kill
+    // them and has no owner to send. Nothing else sends ctime alone (utimensat with
+    // both times omitted returns before it reaches the filesystem).
+    const bool is_chown =
+        (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0 || to_set == FUSE_SET_ATTR_CTIME;
+    if (request_drops_set_id() || is_chown)
       c.clear_set_id_bits = set_id_bits_to_clear(req, fs_of(req).getattr(ino),
-                                                 owner_changes && fuse_req_ctx(req)->uid == 0);
+                                                 is_chown && fuse_req_ctx(req)->uid == 0);
     struct stat st = to_stat(fs_of(req).setattr(ino, c));
     fuse_reply_attr(req, &st, context_of(req).attr_timeout);
   });

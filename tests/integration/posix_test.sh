@@ -114,6 +114,24 @@ chown $other "$mnt/chown-sid" "$mnt/chown-sgid-noexec" "$mnt/chown-sgid-dir"
 expect_eq "chown by root cleared set-user-ID and set-group-ID, kept it without group execute" \
   "755 2745" "$(stat -c %a "$mnt/chown-sid" "$mnt/chown-sgid-noexec" | paste -sd' ')"
 expect_eq "a directory keeps set-group-ID through chown" "2775" "$(stat -c %a "$mnt/chown-sgid-dir")"
+# chown(f, -1, -1) changes no owner and still clears them, as on ext4.
+printf 'prog' >"$mnt/chown-none" && chmod 6755 "$mnt/chown-none"
+printf 'prog' >"$mnt/chown-none-noexec" && chmod 2745 "$mnt/chown-none-noexec"
+check "root chowns to -1, -1" /usr/bin/python3 -c "
+import os
+for f in ('$mnt/chown-none', '$mnt/chown-none-noexec'):
+    os.chown(f, -1, -1)"
+expect_eq "chown(-1, -1) cleared set-user-ID and set-group-ID, kept it without group execute" \
+  "755 2745" "$(stat -c %a "$mnt/chown-none" "$mnt/chown-none-noexec" | paste -sd' ')"
+check "utimensat: times set, then both omitted" /usr/bin/python3 -c "
+import ctypes, os
+os.chmod('$mnt/chown-none', 0o4755)
+os.utime('$mnt/chown-none', ns=(0, 0))
+UTIME_OMIT = (1 << 30) - 2
+omit = (ctypes.c_long * 4)(0, UTIME_OMIT, 0, UTIME_OMIT)
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.utimensat(-100, b'$mnt/chown-none', omit, 0) == 0, os.strerror(ctypes.get_errno())"
+expect_eq "setting times keeps set-user-ID" "4755" "$(stat -c %a "$mnt/chown-none")"
 # A file capability goes too (the kernel asks for it, then removes it).
 caps=0x0000000200040000000000000000000000000000 # cap_net_bind_service, permitted
 printf 'prog' >"$mnt/capable" && chmod 0777 "$mnt/capable"
