@@ -26,8 +26,8 @@
 #include "fs/fuse_ops.h"
 #include "fs/fuse_session_io.h"
 #include "fs/long_work.h"
-#include "store/cpu_affinity.h"
 #include "store/log.h"
+#include "store/thread_placement.h"
 
 namespace casfs {
 

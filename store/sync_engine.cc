@@ -16,9 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "store/cpu_affinity.h"
 #include "store/file_io.h"
 #include "store/io_engine.h"
+#include "store/thread_placement.h"
 #include "store/unique_fd.h"
 
 namespace casfs {
