@@ -8,6 +8,8 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -201,6 +203,43 @@ std::size_t FileData::read(const LmdbTxn& txn, std::uint64_t ino, std::uint64_t 
   });
 }
 
+namespace {
+
+// A chunk prepare_write has cut, to be hashed once all of the write is cut.
+struct CutChunk {
+  std::uint64_t offset;
+  std::vector<std::byte> bytes;
+  ObjectId id;
+};
+
+// SHA-256 is the largest part of a big write-out's CPU time (0.85 s of the daemon's
+// 2.1 s for a 1.36 GB copy), and a file's write-outs cut and hash one at a time, as
+// each must know where the last one cut. With enough to hash, a second thread takes
+// every other chunk: cp + sync of that file 2.47-2.58 s against 2.73-2.83 s. The
+// thread costs tens of µs against the ~20 ms it saves on a 64 MiB write-out.
+void hash_chunks(std::vector<CutChunk>& chunks) {
+  constexpr std::uint64_t kTwoThreadsFrom = 4ull << 20;
+  std::uint64_t total = 0;
+  for (const auto& c : chunks) total += c.bytes.size();
+  auto hash_every_other = [&chunks](std::size_t first) {
+    for (std::size_t k = first; k < chunks.size(); k += 2)
+      chunks[k].id = Sha256::of(chunks[k].bytes);
+  };
+  if (total < kTwoThreadsFrom || chunks.size() < 2) {
+    for (auto& c : chunks) c.id = Sha256::of(c.bytes);
+    return;
+  }
+  std::jthread helper;
+  try {
+    helper = std::jthread(hash_every_other, 1);
+  } catch (const std::system_error&) {
+    hash_every_other(1);  // no thread to be had: hash them all here
+  }
+  hash_every_other(0);
+}
+
+}  // namespace
+
 PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
                                      std::uint64_t old_size, std::uint64_t new_size,
                                      std::span<const DirtyRange> dirty, const WriteShape& shape) {
@@ -312,6 +351,7 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
     };
 
     std::vector<Extent> replaced;
+    std::vector<CutChunk> cut;
     std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash> chunk_bytes;
     std::size_t next_item = 0;
     while (next_item < items.size()) {
@@ -341,12 +381,7 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
         if (len == 0) throw FsError(EIO, file + ": the chunker made no progress");
         auto chunk = avail.first(len);
         // All-zero chunks stay holes: no object, no extent.
-        if (!all_zero(chunk)) {
-          const ObjectId id = Sha256::of(chunk);
-          pw.added_.push_back(Extent{pos, len, id});
-          if (!chunk_bytes.contains(id))
-            chunk_bytes.emplace(id, std::vector(chunk.begin(), chunk.end()));
-        }
+        if (!all_zero(chunk)) cut.push_back(CutChunk{pos, {chunk.begin(), chunk.end()}, {}});
         pos += len;
         // A later region whose start this chunk has passed joins this one.
         while (next_item < items.size() && items[next_item].start < pos)
@@ -361,6 +396,14 @@ PendingWrite FileData::prepare_write(const LmdbTxn& snapshot, std::uint64_t ino,
       pw.rechunked_bytes_ += pos - region_start;
       for (const auto& e : overlapping(snapshot, ino, region_start, pos)) replaced.push_back(e);
     }
+
+    hash_chunks(cut);
+    // One copy of each distinct chunk is kept, to be staged.
+    for (auto& c : cut) {
+      pw.added_.push_back(Extent{c.offset, c.bytes.size(), c.id});
+      if (!chunk_bytes.contains(c.id)) chunk_bytes.emplace(c.id, std::move(c.bytes));
+    }
+    cut.clear();
 
     // A re-chunked extent identical to the one it replaces is left alone.
     std::map<std::uint64_t, Extent> old_at;

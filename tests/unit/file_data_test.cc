@@ -175,6 +175,32 @@ TEST_F(FileDataTest, SmallEmptyAndLargeFilesReadBack) {
   expect_exact_refcounts({1, 2, 3});
 }
 
+// A large write is hashed on two threads; chunks repeated within it are still
+// stored once and counted per extent.
+TEST_F(FileDataTest, RepeatedBlocksInOneLargeWriteAreStoredOnce) {
+  const auto block = testing::random_bytes(rng_, 2 * kMiB);
+  std::vector<std::byte> content;
+  for (int i = 0; i < 8; ++i) content.insert(content.end(), block.begin(), block.end());
+  write_all(1, 0, block);
+  const auto one_copy = unpacked_objects();
+  auto r = write_all(2, 0, content);
+  EXPECT_EQ(read_all(2, content.size()), content);
+  // Each copy of the block is cut as the first one is once the chunker is back in step
+  // (a chunk or two after each seam): far fewer objects than eight copies would make.
+  EXPECT_LE(unpacked_objects(), 2 * one_copy + 16);
+  std::map<ObjectId, std::uint64_t> uses;
+  for (const auto& e : extents(2)) {
+    ++uses[e.id];
+    ASSERT_EQ(e.id, Sha256::of(std::span(content).subspan(e.offset, e.length)))
+        << "extent at " << e.offset;
+  }
+  std::uint64_t repeated = 0;
+  for (const auto& [id, n] : uses) repeated += n > 1;
+  EXPECT_GT(repeated, one_copy / 2) << "most chunks of the block recur in every copy";
+  EXPECT_EQ(r.added.size(), extents(2).size());
+  expect_exact_refcounts({1, 2});
+}
+
 TEST_F(FileDataTest, SparseFilesGrowAndShrink) {
   const std::uint64_t at = 100 * kMiB;
   auto data = testing::random_bytes(rng_, 300 << 10);
