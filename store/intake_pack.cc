@@ -164,7 +164,9 @@ std::unique_ptr<IntakeWrite> Store::Impl::write_intake_pack(const std::vector<Bl
 std::unique_ptr<IntakeWrite> Store::Impl::append_intake_records(
     const std::vector<Blob>& blobs, std::span<const std::size_t> which) {
   std::vector<std::byte> records;
+  std::vector<std::uint64_t> record_at;  // from the batch's start
   for (std::size_t i : which) {
+    record_at.push_back(records.size());
     const auto header = intake_record_header(blobs[i]).encode();
     records.insert(records.end(), header.begin(), header.end());
     records.insert(records.end(), blobs[i].data.begin(), blobs[i].data.end());
@@ -194,11 +196,9 @@ std::unique_ptr<IntakeWrite> Store::Impl::append_intake_records(
   const std::uint32_t pack_id = open.hold->pack_id();
   auto intake = std::make_unique<IntakeWrite>(intake_in_flight, pack_id);
   intake->start = open.end;
-  std::uint64_t at = open.end;
-  for (std::size_t i : which) {
-    intake->offsets.emplace(blobs[i].id, at);
-    at += kRecordHeaderSize + blobs[i].data.size();
-  }
+  intake->size = open.end + records.size();
+  for (std::size_t k = 0; k < which.size(); ++k)
+    intake->offsets.emplace(blobs[which[k]].id, open.end + record_at[k]);
   const std::int64_t written = pwrite_retrying(open.fd.get(), records, open.end);
   failpoint("intake.appended");
   int error = written < 0 ? static_cast<int>(-written) : 0;
@@ -210,8 +210,7 @@ std::unique_ptr<IntakeWrite> Store::Impl::append_intake_records(
     open.hold.reset();
     throw_errno(error, "cannot append to intake pack " + std::to_string(pack_id));
   }
-  open.end = at;
-  intake->size = at;
+  open.end = intake->size;
   if (open.end >= OpenIntakePack::kMaxBytes) {
     open.fd.reset();
     open.hold.reset();
