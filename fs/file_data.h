@@ -23,6 +23,7 @@
 #include "store/hash.h"
 #include "store/lmdb.h"
 #include "store/store.h"
+#include "store/thread_placement.h"
 
 namespace casfs {
 
@@ -182,6 +183,10 @@ class FileData {
   Store& store_;
   Chunker chunker_;
   MDB_dbi extents_;
+  // Where the thread that helps hash a large write runs: as the thread that made
+  // this FileData, not as a FUSE queue thread (bound to one CPU) that may start it.
+  const CpuAffinity helper_cpus_;
+  const SchedulingPolicy helper_policy_;
 };
 
 }  // namespace casfs
