@@ -64,12 +64,7 @@ class IntakePackTest : public ::testing::Test {
     for (std::size_t i = 0; i < objs.size(); ++i)
       ASSERT_EQ(store_->read(ids[i]), objs[i]) << "object " << i;
   }
-  std::map<std::uint32_t, PackInfo> packs() {
-    std::map<std::uint32_t, PackInfo> out;
-    auto txn = LmdbTxn::read(store_->env());
-    store_->index().for_each_pack(txn, [&](const PackInfo& p) { out.emplace(p.id, p); });
-    return out;
-  }
+  std::map<std::uint32_t, PackInfo> packs() { return testing::pack_table(*store_); }
   std::uint64_t files_in(const char* sub) {
     std::uint64_t n = 0;
     for (auto& e : fs::recursive_directory_iterator(dir_ / sub)) n += e.is_regular_file();

@@ -182,11 +182,7 @@ void expect_objects(Store& store, const Model& model, bool dropped_gone = false,
 // status() agrees with list(), and the pack table's accounting with the objects in it.
 void expect_index_consistent(Store& store) {
   StoreStatus s = store.status();
-  std::map<std::uint32_t, PackInfo> packs;
-  {
-    auto txn = LmdbTxn::read(store.env());
-    store.index().for_each_pack(txn, [&](const PackInfo& p) { packs.emplace(p.id, p); });
-  }
+  const std::map<std::uint32_t, PackInfo> packs = testing::pack_table(store);
   StoreStatus counted;
   std::map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> live;  // bytes, records
   store.list([&](const ObjectInfo& info) {

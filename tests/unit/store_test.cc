@@ -307,14 +307,6 @@ TEST_F(StoreTest, TwoPhaseInsertTakesTheCallersHashes) {
   EXPECT_EQ(count_files(dir_ / "loose"), loose_before);
 }
 
-// The pack table of `store`, by pack id.
-std::map<std::uint32_t, PackInfo> packs_of(Store& store) {
-  std::map<std::uint32_t, PackInfo> packs;
-  auto txn = LmdbTxn::read(store.env());
-  store.index().for_each_pack(txn, [&](const PackInfo& p) { packs.emplace(p.id, p); });
-  return packs;
-}
-
 TEST_F(StoreTest, SmallBatchesAreAppendedToOneOpenIntakePack) {
   store_.reset();
   store_ = Store::open(dir_, OpenOptions{.append_small_batches = true});
@@ -364,7 +356,7 @@ TEST_F(StoreTest, SmallBatchesAreAppendedToOneOpenIntakePack) {
     commit(last);
     commit(first);
   }
-  const auto packs = packs_of(*store_);
+  const auto packs = testing::pack_table(*store_);
   ASSERT_EQ(packs.size(), 1u);
   const PackInfo& p = packs.begin()->second;
   EXPECT_TRUE(p.intake);
@@ -413,7 +405,7 @@ TEST_F(StoreTest, OpenIntakePackIsLetGoOnceFull) {
     ids.push_back(store_->insert(objects.back()).id);
     bytes += objects.back().size();
   }
-  const auto packs = packs_of(*store_);
+  const auto packs = testing::pack_table(*store_);
   ASSERT_EQ(packs.size(), 2u);
   EXPECT_GE(packs.begin()->second.size, OpenIntakePack::kMaxBytes);
   for (const auto& [id, p] : packs) {

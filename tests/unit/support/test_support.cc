@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "store/lmdb.h"
+
 namespace casfs::testing {
 
 TempDir::TempDir() {
@@ -46,6 +48,13 @@ std::vector<std::byte> random_bytes(std::mt19937_64& rng, std::size_t size) {
   }
   for (; i < size; ++i) out[i] = static_cast<std::byte>(rng());
   return out;
+}
+
+std::map<std::uint32_t, PackInfo> pack_table(Store& store) {
+  std::map<std::uint32_t, PackInfo> packs;
+  auto txn = LmdbTxn::read(store.env());
+  store.index().for_each_pack(txn, [&](const PackInfo& p) { packs.emplace(p.id, p); });
+  return packs;
 }
 
 }  // namespace casfs::testing

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <vector>
 
+#include "store/index.h"
 #include "store/store.h"
 
 namespace casfs::testing {
@@ -41,5 +43,8 @@ class FreshStoreTest : public ::testing::Test {
 std::uint64_t test_seed();
 
 std::vector<std::byte> random_bytes(std::mt19937_64& rng, std::size_t size);
+
+// The store's pack table as committed now, by pack id.
+std::map<std::uint32_t, PackInfo> pack_table(Store& store);
 
 }  // namespace casfs::testing
