@@ -217,7 +217,7 @@ struct CutChunk {
 // SHA-256 is the largest part of a big write-out's CPU time (0.85 s of the daemon's
 // 2.1 s for a 1.36 GB copy), and a file's write-outs cut and hash one at a time, as
 // each must know where the last one cut. With enough to hash, a second thread takes
-// every other chunk: cp + sync of that file 2.47-2.58 s against 2.73-2.83 s. The
+// every other chunk: cp + sync of that file 2.47-2.58 s against 2.61-2.89 s. The
 // thread costs tens of µs against the ~20 ms it saves on a 64 MiB write-out.
 void hash_chunks(std::vector<CutChunk>& chunks, const CpuAffinity& helper_cpus,
                  const SchedulingPolicy& helper_policy) {
