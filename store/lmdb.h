@@ -38,6 +38,8 @@ class LmdbEnv {
   void sync();
 
  private:
+  void read_at_random_if_large(const std::filesystem::path& data_file);
+
   MDB_env* env_ = nullptr;
 };
 
