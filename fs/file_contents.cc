@@ -390,6 +390,13 @@ void Filesystem::write_out(bool everything) {
         due.emplace_back(ino, live.file);
     }
   }
+  // In inode order, which is the order the files were created in and readdir lists
+  // them in: the new chunks then lie in the intake pack in that order, and reading a
+  // freshly written tree back reads the pack forwards, where the kernel's readahead
+  // merges the reads. live_ is a hash map, and its order put them mostly backwards
+  // (in a cold read of an untarred tree, 18,793 of 20,000 successive disk reads went
+  // back from the one before).
+  std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   // Batches of files share one staging sync and one commit, bounded in bytes so that
   // the locks they hold are not held for long.
   constexpr std::uint64_t kBatchBytes = 64ull << 20;

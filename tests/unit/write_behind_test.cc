@@ -281,6 +281,43 @@ TEST_F(WriteBehindTest, FailureWithAWriteOutBehindLosesNothing) {
   expect_written_once(fs, ino, "after the remount");
 }
 
+// Files written out together lie in their intake pack in the order they were created,
+// which is the order readdir lists them in: reading a tree back then reads the pack
+// forwards, and the kernel's readahead merges the reads.
+TEST_F(WriteBehindTest, FilesWrittenOutTogetherLieInCreationOrder) {
+  const Caller me{::getuid(), ::getgid(), 0};
+  FsOptions options;
+  options.commit_interval = std::chrono::hours(1);  // the flusher leaves open files alone
+  Filesystem fs(*store_, options);
+  constexpr int kFiles = 40;
+  std::vector<std::uint64_t> inos;
+  std::vector<ObjectId> ids;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::uint64_t ino =
+        fs.make_node(kRootIno, "f" + std::to_string(i), S_IFREG | 0644, 0, me).ino;
+    fs.open(ino, false);
+    // One chunk each (below the smallest cut), different from every other file's.
+    std::vector<std::byte> bytes = content(static_cast<std::size_t>(i), 1);
+    bytes.resize(5000);
+    fs.write(ino, 0, bytes);
+    inos.push_back(ino);
+    ids.push_back(Sha256::of(bytes));
+  }
+  fs.sync_all();
+  std::optional<ObjectInfo> before;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::optional<ObjectInfo> info = store_->stat(ids[i]);
+    ASSERT_TRUE(info) << "file " << i;
+    ASSERT_EQ(info->tier, Tier::kPacked) << "file " << i << " is not in an intake pack";
+    if (before) {
+      ASSERT_EQ(info->pack_id, before->pack_id) << "file " << i;
+      EXPECT_GT(info->offset, before->offset) << "file " << i << " lies before file " << i - 1;
+    }
+    before = info;
+  }
+  for (std::uint64_t ino : inos) fs.release(ino);
+}
+
 // A thread serving FUSE requests at the idle policy must hear before the filesystem
 // does long work on its behalf (long_work.h): a write-out past the file's dirty
 // limit, and an fsync.
