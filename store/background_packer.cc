@@ -113,11 +113,14 @@ std::uint64_t BackgroundPacker::object_count() {
 
 BackgroundPacker::Baseline BackgroundPacker::walk() {
   Baseline base;
-  // Taken before the walk: an object committed during it is counted twice at worst,
-  // which only makes the next run come a little early.
-  base.entries = object_count();
+  // Taken before the walk: bytes added during it are counted twice at worst, which
+  // only makes the next run come a little early.
   base.added = store_.loose_added();
   StoreStatus s = store_.status();
+  // The index's entries in the snapshot the walk counted, so that each object
+  // committed since shows once, as growth of the count. (Counted in a transaction
+  // of its own before the walk, an object committed in between was counted twice.)
+  base.entries = s.loose_objects + s.intake_objects + s.packed_objects;
   base.objects = s.unpacked_objects();
   base.bytes = s.unpacked_bytes();
   return base;
