@@ -120,7 +120,7 @@ BackgroundPacker::Baseline BackgroundPacker::walk() {
   // The index's entries in the snapshot the walk counted, so that each object
   // committed since shows once, as growth of the count. (Counted in a transaction
   // of its own before the walk, an object committed in between was counted twice.)
-  base.entries = s.loose_objects + s.intake_objects + s.packed_objects;
+  base.entries = s.objects();
   base.objects = s.unpacked_objects();
   base.bytes = s.unpacked_bytes();
   return base;

@@ -51,7 +51,7 @@ nlohmann::ordered_json status_json(const std::string& store_dir, const StoreStat
   j["objects"] = {{"loose", s.loose_objects},
                   {"intake", s.intake_objects},
                   {"packed", s.packed_objects},
-                  {"total", s.unpacked_objects() + s.packed_objects},
+                  {"total", s.objects()},
                   {"unreferenced", s.unreferenced_objects}};
   j["bytes"] = {{"raw", s.raw_bytes()},
                 {"stored", s.stored_bytes()},

@@ -134,6 +134,8 @@ struct StoreStatus {
   // What pack() has to do.
   std::uint64_t unpacked_objects() const { return loose_objects + intake_objects; }
   std::uint64_t unpacked_bytes() const { return loose_bytes + intake_bytes; }
+  // Every entry of the index.
+  std::uint64_t objects() const { return unpacked_objects() + packed_objects; }
 };
 
 // Objects a Store has indexed as loose or intake since it was opened (what pack()

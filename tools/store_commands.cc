@@ -175,9 +175,9 @@ int store_status(const std::string& dir, bool json) {
   };
   std::cout << "store:      " << store->dir().string() << '\n'
             << "io engine:  " << s.io_engine << '\n'
-            << "objects:    " << (s.unpacked_objects() + s.packed_objects) << " ("
-            << s.loose_objects << " loose, " << s.intake_objects << " intake, " << s.packed_objects
-            << " packed, " << s.unreferenced_objects << " unreferenced)\n"
+            << "objects:    " << s.objects() << " (" << s.loose_objects << " loose, "
+            << s.intake_objects << " intake, " << s.packed_objects << " packed, "
+            << s.unreferenced_objects << " unreferenced)\n"
             << "data:       " << format_bytes(s.raw_bytes()) << " raw, "
             << format_bytes(s.stored_bytes()) << " stored ("
             << ratio(s.stored_bytes(), s.raw_bytes()) << ")\n"
