@@ -82,7 +82,7 @@ void tune_backing_device(const std::filesystem::path& mountpoint, std::uint64_t 
 }  // namespace
 
 FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mountpoint,
-                     const std::vector<std::string>& options)
+                     const std::vector<std::string>& options, const fuse_lowlevel_ops& ops)
     : context_(std::make_unique<FuseContext>(context)),
       mountpoint_(std::filesystem::absolute(mountpoint)) {
   std::vector<std::string> words{"casfs"};
@@ -91,7 +91,6 @@ FuseMount::FuseMount(const FuseContext& context, const std::filesystem::path& mo
     words.push_back(option);
   }
   Args args(words);
-  const fuse_lowlevel_ops ops = fuse_operations();
   session_ = fuse_session_new(args.get(), &ops, sizeof(ops), context_.get());
   if (session_ == nullptr)
     throw std::runtime_error("cannot start a FUSE session (bad -o option? libfuse said why above)");

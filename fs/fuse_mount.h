@@ -15,10 +15,12 @@ namespace casfs {
 class FuseMount {
  public:
   // `options` are FUSE mount options as given to -o (allow_other, ro, ...), split at
-  // commas. Throws std::runtime_error with a one-line message when the session
-  // cannot be created or mounted.
+  // commas. `ops` serve the requests: casfs's, or the benchmark's FUSE floor
+  // (tests/bench/fuse_floor.cc). Throws std::runtime_error with a one-line message
+  // when the session cannot be created or mounted.
   FuseMount(const FuseContext& context, const std::filesystem::path& mountpoint,
-            const std::vector<std::string>& options);
+            const std::vector<std::string>& options,
+            const fuse_lowlevel_ops& ops = fuse_operations());
   ~FuseMount();
   FuseMount(const FuseMount&) = delete;
   FuseMount& operator=(const FuseMount&) = delete;

@@ -178,37 +178,7 @@ void reply_entry(fuse_req_t req, const Inode& inode) {
 
 void op_init(void* userdata, fuse_conn_info* conn) {
   auto* ctx = static_cast<FuseContext*>(userdata);
-  auto want = [&](unsigned cap) {
-    if (conn->capable & cap) conn->want |= cap;
-  };
-  if (ctx->writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
-  want(FUSE_CAP_PARALLEL_DIROPS);
-  want(FUSE_CAP_READDIRPLUS);
-  want(FUSE_CAP_READDIRPLUS_AUTO);
-  want(FUSE_CAP_ASYNC_READ);
-  want(FUSE_CAP_CACHE_SYMLINKS);
-  // Locks stay in the kernel: casfs is the only server, so local locks are exact.
-  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
-  // libfuse asks for this by default. casfs takes its successor instead, which
-  // libfuse 3.14 does not know (fuse_session_io.h): with v1 the kernel leaves the
-  // set-ID bits of a file written through the writeback cache alone.
-  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-  // With this (libfuse's default too) O_TRUNC arrives with open, not as a setattr.
-  want(FUSE_CAP_ATOMIC_O_TRUNC);
-  // POSIX ACLs: the kernel enforces them and leaves the umask to us, so that a
-  // directory's default ACL can take its place for what is created in it.
-  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
-    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
-    ctx->fs->enable_posix_acls();
-  }
-  conn->max_write = 1 << 20;
-  conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
-  conn->time_gran = 1;
-  // max_background stays at the kernel's 12. Random reads through the page cache are
-  // background READs, and a caller's io_uring polls its reads again and again until
-  // they are in (a FUSE file cannot wait for a page asynchronously): with 16 or 64
-  // in flight, fio's 16-deep random reads took that much more CPU beside the daemon
-  // that they fell from 31-34k to 17-19k IOPS over FUSE's io_uring transport.
+  if (choose_capabilities(*ctx, conn)) ctx->fs->enable_posix_acls();
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -559,6 +529,42 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
 }
 
 }  // namespace
+
+bool choose_capabilities(const FuseContext& context, fuse_conn_info* conn) {
+  auto want = [&](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  if (context.writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  // Locks stay in the kernel: casfs is the only server, so local locks are exact.
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  // libfuse asks for this by default. casfs takes its successor instead, which
+  // libfuse 3.14 does not know (fuse_session_io.h): with v1 the kernel leaves the
+  // set-ID bits of a file written through the writeback cache alone.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // With this (libfuse's default too) O_TRUNC arrives with open, not as a setattr.
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  conn->max_write = 1 << 20;
+  conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
+  conn->time_gran = 1;
+  // max_background stays at the kernel's 12. Random reads through the page cache are
+  // background READs, and a caller's io_uring polls its reads again and again until
+  // they are in (a FUSE file cannot wait for a page asynchronously): with 16 or 64
+  // in flight, fio's 16-deep random reads took that much more CPU beside the daemon
+  // that they fell from 31-34k to 17-19k IOPS over FUSE's io_uring transport.
+  //
+  // POSIX ACLs: the kernel enforces them and leaves the umask to us, so that a
+  // directory's default ACL can take its place for what is created in it.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+    return true;
+  }
+  return false;
+}
 
 fuse_lowlevel_ops fuse_operations() {
   fuse_lowlevel_ops ops{};

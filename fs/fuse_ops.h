@@ -30,4 +30,10 @@ struct FuseContext {
 
 fuse_lowlevel_ops fuse_operations();
 
+// What casfs asks of the kernel in FUSE_INIT, given what it offers: the caches,
+// readdirplus, the largest WRITE, kernel-side locks, POSIX ACLs. Returns whether the
+// kernel enforces POSIX ACLs (and leaves the umask to the daemon). Shared with the
+// benchmark's FUSE floor (tests/bench/fuse_floor.cc), which must be mounted alike.
+bool choose_capabilities(const FuseContext& context, fuse_conn_info* conn);
+
 }  // namespace casfs

@@ -4,7 +4,7 @@
 # benchmark", for what each workload does and why.
 #
 #   tests/bench/fs_bench.sh [--quick] [--only 1,2,6] [--casfs BIN] [--casfsctl BIN]
-#                           [--dir DIR] [--json FILE] [--uring]
+#                           [--floor BIN] [--dir DIR] [--json FILE] [--uring]
 #
 # Runs as root: it installs what is missing with apt-get, drops the page cache and mounts.
 set -euo pipefail
@@ -12,14 +12,17 @@ export LC_ALL=C
 
 usage() {
   cat <<'EOF'
-usage: fs_bench.sh [--quick] [--only LIST] [--casfs BIN] [--casfsctl BIN] [--dir DIR] [--json FILE]
-                   [--uring]
+usage: fs_bench.sh [--quick] [--only LIST] [--casfs BIN] [--casfsctl BIN] [--floor BIN] [--dir DIR]
+                   [--json FILE] [--uring]
 
   --quick          small data (the tree's kernel/ and fs/, 10k files, 128 MiB fio file):
                    a few minutes, to iterate on
   --only LIST      comma-separated workload numbers, e.g. 1,2,6 (default: 1-11)
   --casfs BIN      the casfs binary (default: build it, Release, in build-fsbench/)
   --casfsctl BIN   the casfsctl binary (default: next to --casfs)
+  --floor BIN      the FUSE floor, casfs_fuse_floor (default: in the build tree of --casfs,
+                   tests/bench/): a daemon that does no work, timed in workloads 1, 3 and 7
+                   to show what FUSE itself costs
   --dir DIR        where the casfs stores and the ext4 copies go; must be on the disk
                    under test, not tmpfs (default /var/tmp/fsbench)
   --json FILE      results as JSON (default DIR/results/fs_bench[-quick].json)
@@ -38,6 +41,7 @@ quick=0
 only=""
 casfs=""
 casfsctl=""
+floor=""
 dir=/var/tmp/fsbench
 json=""
 uring=0
@@ -47,6 +51,7 @@ while (($#)); do
     --only) only=${2:?--only needs a list}; shift ;;
     --casfs) casfs=${2:?--casfs needs a path}; shift ;;
     --casfsctl) casfsctl=${2:?--casfsctl needs a path}; shift ;;
+    --floor) floor=${2:?--floor needs a path}; shift ;;
     --dir) dir=${2:?--dir needs a path}; shift ;;
     --json) json=${2:?--json needs a path}; shift ;;
     --uring) uring=1 ;;
@@ -126,13 +131,17 @@ if [[ -z $casfs ]]; then
     # Warnings do not fail a benchmark build (GCC 12 at -O3 warns where -O2 does not).
     cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCASFS_WERROR=OFF >&2
   fi
-  cmake --build "$build" -j"$(nproc)" --target casfs casfsctl >&2
+  cmake --build "$build" -j"$(nproc)" --target casfs casfsctl casfs_fuse_floor >&2
   casfs=$build/tools/casfs
 fi
 [[ -z $casfsctl ]] && casfsctl=$(dirname "$casfs")/casfsctl
-casfs=$(realpath "$casfs"); casfsctl=$(realpath "$casfsctl")
+[[ -z $floor ]] && floor=$(dirname "$casfs")/../tests/bench/casfs_fuse_floor
+casfs=$(realpath "$casfs"); casfsctl=$(realpath "$casfsctl"); floor=$(realpath -m "$floor")
 [[ -x $casfs ]] || die "no casfs binary at $casfs"
 [[ -x $casfsctl ]] || die "no casfsctl binary at $casfsctl"
+if want 1 || want 3 || want 7; then
+  [[ -x $floor ]] || die "no FUSE floor at $floor: build the casfs_fuse_floor target or pass --floor"
+fi
 
 # --- Directories ------------------------------------------------------------------------
 mkdir -p "$dir"
@@ -242,6 +251,27 @@ casfs_cold() {
   casfs_mount "$2" "$1" "$3"
   drop_caches
 }
+
+# floor_mount MNT / floor_umount MNT: the FUSE floor (tests/bench/fuse_floor.cc), mounted as
+# casfs is (-o uring with --uring); it keeps its tree in memory, so an unmount forgets it.
+floor_mount() {
+  local mnt=$1 i
+  mkdir -p "$mnt"
+  "$floor" "$mnt" ${mount_extra:+-o "$mount_extra"} 2>>"$logs/floor.log" &
+  mounted[$mnt]=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ $(findmnt -n -o FSTYPE --target "$mnt" | tail -n1) == fuse ]] && return
+    kill -0 "${mounted[$mnt]}" 2>/dev/null || die "the FUSE floor did not start (see $logs/floor.log)"
+    sleep 0.1
+  done
+  die "the FUSE floor did not mount $mnt within 10 s (see $logs/floor.log)"
+}
+floor_umount() {
+  fusermount3 -u "$1"
+  wait "${mounted[$1]}" || die "the FUSE floor ended with an error (see $logs/floor.log)"
+  unset "mounted[$1]"
+}
+FL=$dir/floor   # the floor's mountpoint
 
 casfs_status() { "$casfsctl" status "$1" --json; }
 store_status() { "$casfs" store status "$1" --json; }
@@ -422,7 +452,14 @@ w1() {
   casfs_status "$TM" >"$results/w1-status.json"
   casfs_umount "$TM"
   ext4_tree=1; tree_state=unpacked
-  wl_end "untar + sync: $(ratio_text "$e" "$u_total") (tar alone: casfs ${u_tar} s)"
+  local c=$u_total
+  floor_mount "$FL"
+  drop_caches
+  untar_ext4 "$FL/tree"
+  fig w1.floor_s "$u_total"
+  check_count "$FL/tree" "$tree_entries" "FUSE floor tree"
+  floor_umount "$FL"
+  wl_end "untar + sync: $(ratio_text "$e" "$c") (tar alone: casfs ${u_tar} s); FUSE floor $u_total s"
 }
 
 # --- 2. read the tree back, cold ----------------------------------------------------------
@@ -605,7 +642,7 @@ BS=$C/big/store; BM=$C/big/mnt
 big_ready=0
 w3() {
   wl_begin 3 "copy the big file in, then sync"
-  local t0 e c cp sy
+  local t0 e c cp sy fl
   rm -f "$E/big.tar"
   drop_caches
   t0=$EPOCHREALTIME
@@ -625,9 +662,17 @@ w3() {
   c=$(secs "$t0" "$EPOCHREALTIME")
   casfs_umount "$BM"
   big_ready=1
+  floor_mount "$FL"
+  drop_caches
+  t0=$EPOCHREALTIME
+  cp "$big_src" "$FL/big.tar"
+  sync
+  fl=$(secs "$t0" "$EPOCHREALTIME")
+  fig w3.floor_s "$fl"
+  floor_umount "$FL"
   fig w3.ext4_s "$e"; fig w3.casfs_s "$c"; fig w3.casfs_cp_s "$cp"; fig w3.casfs_sync_s "$sy"
   fig w3.bytes "$big_bytes"
-  wl_end "big file write: $(ratio_text "$e" "$c")"
+  wl_end "big file write: $(ratio_text "$e" "$c"); FUSE floor $fl s"
 }
 w4() {
   wl_begin 4 "read the big file back, cold"
@@ -694,6 +739,14 @@ w7() {
     fig "w7.$eng.casfs_lat_us" "$(div "$(jget "$out" jobs.0.read.lat_ns.mean)" 1000)"
     fig "w7.$eng.iodepth" "$qd"
     echo "[7] $eng: ext4 $(jget "$results/w7-$eng-ext4.json" jobs.0.read.iops) IOPS, casfs $(jget "$out" jobs.0.read.iops) IOPS"
+    # The floor's file has no data: its READs answer zeros from memory.
+    floor_mount "$FL"
+    truncate -s "$fio_size" "$FL/random.dat"
+    drop_caches
+    out=$results/w7-$eng-floor.json
+    fio_run "$FL/random.dat" "$eng" "$qd" "$out"
+    fig "w7.$eng.floor_iops" "$(jget "$out" jobs.0.read.iops)"
+    floor_umount "$FL"
   done
   cmp "$FM/random.dat" "$src/random.dat" || die "the fio file read back from casfs differs"
   # 7p: the same file after packing (random data is stored raw in the pack).

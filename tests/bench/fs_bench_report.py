@@ -144,7 +144,10 @@ def fmt_ratio(v):
 
 
 def build_rows(f):
-    """Rows: dict(id, workload, ext4, casfs, ratio, target, met, details)."""
+    """Rows: dict(id, workload, ext4, floor, casfs, ratio, target, met, details).
+
+    floor is the FUSE floor's figure (fuse_floor.cc: a daemon that does no work) where
+    the workload ran on it too; details then give casfs against it."""
     rows = []
 
     def g(key):
@@ -163,12 +166,15 @@ def build_rows(f):
         return "objects " + ", ".join(f"{n:.0f} {name}" for n, name in counts if n)
 
     def time_row(wid, label, w, target=None, details=""):
-        e, c = g(f"{w}.ext4_s"), g(f"{w}.casfs_s")
+        e, c, fl = g(f"{w}.ext4_s"), g(f"{w}.casfs_s"), g(f"{w}.floor_s")
         if e is None and c is None:
             return
         r = ratio(c, e)
         met = None if target is None or r is None else r <= target
-        rows.append(dict(id=wid, workload=label, ext4=fmt_s(e), casfs=fmt_s(c), ratio=r,
+        if fl is not None:
+            details = (f"FUSE floor/ext4 {fmt_ratio(ratio(fl, e))}, casfs/floor "
+                       f"{fmt_ratio(ratio(c, fl))}; {details}")
+        rows.append(dict(id=wid, workload=label, ext4=fmt_s(e), floor=fmt_s(fl), casfs=fmt_s(c), ratio=r,
                          ratio_text=fmt_ratio(r),
                          target=None if target is None else f"≤ {target:g}×",
                          met=met, details=details))
@@ -209,15 +215,18 @@ def build_rows(f):
                  f"{g('w6.entries')} entries")
     # 7 random reads
     for eng, qd in (("io_uring", "iodepth"), ("psync", None)):
-        e, c = g(f"w7.{eng}.ext4_iops"), g(f"w7.{eng}.casfs_iops")
+        e, c, fl = g(f"w7.{eng}.ext4_iops"), g(f"w7.{eng}.casfs_iops"), g(f"w7.{eng}.floor_iops")
         if e is None:
             continue
         r = ratio(c, e)
-        det = (f"{g('w7.ios')} random 4 KiB reads of a {g('w7.file_bytes') / MIB:.0f} MiB file, "
+        det = "" if fl is None else (f"FUSE floor/ext4 {fmt_ratio(ratio(fl, e))}, casfs/floor "
+                                     f"{fmt_ratio(ratio(c, fl))}; ")
+        det += (f"{g('w7.ios')} random 4 KiB reads of a {g('w7.file_bytes') / MIB:.0f} MiB file, "
                f"direct=0, iodepth {g(f'w7.{eng}.iodepth')}; mean latency ext4 "
                f"{g(f'w7.{eng}.ext4_lat_us'):.0f} µs, casfs {g(f'w7.{eng}.casfs_lat_us'):.0f} µs; {tiers('w7')}")
         rows.append(dict(id="7", workload=f"random 4 KiB reads, cold, fio {eng} (IOPS)",
-                         ext4=f"{e:.0f}", casfs=f"{c:.0f}", ratio=r, ratio_text=fmt_ratio(r),
+                         ext4=f"{e:.0f}", floor="—" if fl is None else f"{fl:.0f}", casfs=f"{c:.0f}",
+                         ratio=r, ratio_text=fmt_ratio(r),
                          target="≥ 0.5×", met=None if r is None else r >= 0.5, details=det))
     c = g("w7.packed.casfs_iops")
     if c is not None:
@@ -313,11 +322,12 @@ def build_rows(f):
 def report(args):
     figs = load_figs(args.figs)
     rows = build_rows(figs)
-    lines = ["| # | workload | ext4 (or reference) | casfs | ratio | target | met? | details |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| # | workload | ext4 (or reference) | FUSE floor | casfs | ratio | target | met? | details |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-        lines.append(f"| {r['id']} | {r['workload']} | {r['ext4']} | {r['casfs']} | "
+        r.setdefault("floor", "—")
+        lines.append(f"| {r['id']} | {r['workload']} | {r['ext4']} | {r['floor']} | {r['casfs']} | "
                      f"{r['ratio_text']} | {r['target'] or ''} | {met} | {r['details']} |")
     table = "\n".join(lines)
     print(table)
