@@ -26,6 +26,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/fuse_session_io.h"
 #include "fs/long_work.h"
+#include "store/io_engine.h"
 #include "store/log.h"
 #include "store/thread_placement.h"
 
@@ -81,6 +82,10 @@ bool may_block(std::uint32_t opcode) {
 // may stop to write the file out (write-behind) while the next WRITEs fill a fresh
 // buffer: served on the queue's thread, it would hold every one of them up.
 constexpr std::uint32_t kLargeTransfer = 256 << 10;
+// How long a READ served on the queue's thread polls for the disk before it sleeps
+// (store/io_engine.h, ReadPolling): a few times a cold read of an SSD or a virtual
+// disk (50 µs here), a small part of one from a spinning disk.
+constexpr std::chrono::microseconds kReadPollBudget{200};
 
 // The bytes a READ or WRITE asks to move; 0 for other requests.
 template <std::size_t N>
@@ -176,6 +181,7 @@ struct FuseRing::Queue {
   std::vector<std::thread> workers;
   std::size_t handed_out = 0;  // entries with the workers (the queue's thread only)
   bool idle_policy = false;    // the queue's thread is SCHED_IDLE now (that thread only)
+  bool cpus_to_spare = false;  // at the last look, fewer threads ran than there are CPUs
 
   // Changes the queue thread's policy only when it differs: each change is a system
   // call that costs about as much as serving a metadata request.
@@ -406,21 +412,18 @@ void FuseRing::serve(Queue& queue) {
   const bool may_idle =
       ::geteuid() == 0 || (::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20);
   const unsigned online_cpus = std::max(1u, std::thread::hardware_concurrency());
-  bool idle_waits = false;
   auto next_look = std::chrono::steady_clock::time_point{};
   std::size_t live = queue.entries.size();
   bool stopping = false;
   while (live > 0 && !stopping) {
-    if (may_idle) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= next_look) {
-        next_look = now + std::chrono::milliseconds(100);
-        idle_waits = runnable_threads() <= online_cpus;
-      }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_look) {
+      next_look = now + std::chrono::milliseconds(100);
+      queue.cpus_to_spare = runnable_threads() <= online_cpus;
     }
     // With requests out at the workers, what wakes the thread next is most likely a
     // worker's answer to commit, on a CPU that the workers and the caller keep busy.
-    const bool idle_wait = idle_waits && queue.handed_out == 0;
+    const bool idle_wait = queue.cpus_to_spare && queue.handed_out == 0;
     if (may_idle) queue.set_idle_policy(idle_wait);
     const int rc = io_uring_submit_and_wait(&queue.ring, 1);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
@@ -539,7 +542,14 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
     queue.work_ready.notify_one();
     return;
   }
-  process(entry);
+  if (in.opcode == FUSE_READ && queue.cpus_to_spare) {
+    // Served here, alone: its caller waits and this CPU has nothing else to do, so
+    // the store polls for the disk's answer instead of sleeping for it.
+    const ReadPolling polling(kReadPollBudget);
+    process(entry);
+  } else {
+    process(entry);
+  }
   commit(queue, entry);
 }
 

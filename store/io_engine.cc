@@ -24,7 +24,21 @@ constexpr unsigned kDefaultDepth = 64;
 constexpr unsigned kMinDepth = 8;
 constexpr unsigned kMaxDepth = 128;
 
+thread_local std::chrono::microseconds read_poll_budget{0};
+
 }  // namespace
+
+ReadPolling::ReadPolling(std::chrono::microseconds budget) noexcept : previous_(read_poll_budget) {
+  read_poll_budget = budget;
+}
+
+ReadPolling::~ReadPolling() {
+  read_poll_budget = previous_;
+}
+
+std::chrono::microseconds ReadPolling::budget() noexcept {
+  return read_poll_budget;
+}
 
 unsigned queue_depth_for(const std::filesystem::path& path) {
   struct stat st {};

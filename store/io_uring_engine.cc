@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -116,9 +117,20 @@ class RingPool {
   std::vector<std::unique_ptr<Ring>> free_;
 };
 
-// Submits whatever is queued and waits for at least one completion. Transient
-// refusals are retried; anything else means the ring is unusable.
-void submit_and_wait(io_uring* ring) {
+// Submits whatever is queued and waits for at least one completion, polling for up
+// to `poll` before sleeping (ReadPolling). Transient refusals are retried; anything
+// else means the ring is unusable.
+void submit_and_wait(io_uring* ring, std::chrono::microseconds poll) {
+  if (poll.count() > 0 && io_uring_submit(ring) >= 0) {
+    const auto until = std::chrono::steady_clock::now() + poll;
+    do {
+      if (io_uring_cq_ready(ring) > 0) return;
+      // With COOP_TASKRUN a completion waits, as task work, for this thread's next
+      // entry into the kernel: this is that entry.
+      io_uring_get_events(ring);
+    } while (std::chrono::steady_clock::now() < until);
+    if (io_uring_cq_ready(ring) > 0) return;
+  }
   for (int attempt = 0;; ++attempt) {
     int r = io_uring_submit_and_wait(ring, 1);
     if (r >= 0) return;
@@ -257,7 +269,7 @@ class UringEngine final : public IoEngine {
       // Close errors are ignored: the data is already in buf.
       ops[i].result = c.open_res < 0 ? c.open_res : c.data_res;
     };
-    run_chains(ops.size(), 3, usable, prep, finish);
+    run_chains(ops.size(), 3, usable, prep, finish, ReadPolling::budget());
 
     if (!by_syscall.empty()) {
       std::vector<ReadFileOp> rest;
@@ -385,7 +397,7 @@ class UringEngine final : public IoEngine {
         sqe->user_data = next++;
         ++inflight;
       }
-      submit_and_wait(ring);
+      submit_and_wait(ring, std::chrono::microseconds{0});
       reap(ring, [&](std::uint64_t i, int res) {
         --inflight;
         done(static_cast<std::size_t>(i), res);
@@ -426,7 +438,7 @@ class UringEngine final : public IoEngine {
         ++inflight;
       }
       if (inflight == 0) break;
-      submit_and_wait(ring);
+      submit_and_wait(ring, is_read ? ReadPolling::budget() : std::chrono::microseconds{0});
       reap(ring, [&](std::uint64_t i, int res) {
         --inflight;
         std::int64_t& result = result_of(i);
@@ -447,8 +459,8 @@ class UringEngine final : public IoEngine {
   // Runs one chain per usable op, each holding a direct-descriptor slot from open
   // to close, so slots bound the chains in flight to depth_.
   template <typename UsableFn, typename PrepFn, typename FinishFn>
-  void run_chains(std::size_t n, unsigned max_chain, UsableFn usable, PrepFn prep,
-                  FinishFn finish) {
+  void run_chains(std::size_t n, unsigned max_chain, UsableFn usable, PrepFn prep, FinishFn finish,
+                  std::chrono::microseconds poll = {}) {
     if (n == 0) return;
     auto lease = pool_.take();
     io_uring* ring = lease.get();
@@ -470,7 +482,7 @@ class UringEngine final : public IoEngine {
         ++active;
       }
       if (active == 0) break;
-      submit_and_wait(ring);
+      submit_and_wait(ring, poll);
       reap(ring, [&](std::uint64_t data, int res) {
         std::size_t i = data >> 2;
         Chain& c = chains[i];

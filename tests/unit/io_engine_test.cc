@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -136,6 +137,51 @@ TEST_P(IoEngineTest, ReadsManyRandomRanges) {
 TEST_P(IoEngineTest, BatchLargerThanQueueDepth) {
   auto small = GetParam().make(8);
   check_random_reads(*small, dir_.path(), 1000);
+}
+
+// A thread that polls for its reads (ReadPolling) gets the same bytes, whether the
+// reads complete within the budget or it runs out (1 µs) and the thread sleeps.
+TEST_P(IoEngineTest, ReadsWhilePollingForCompletions) {
+  for (const auto budget : {std::chrono::microseconds{200}, std::chrono::microseconds{1}}) {
+    SCOPED_TRACE(::testing::Message() << "budget " << budget.count() << " us");
+    const ReadPolling polling(budget);
+    check_random_reads(*engine_, dir_.path(), 300);
+    std::mt19937_64 rng(test_seed());
+    std::vector<Bytes> contents(40);
+    std::vector<std::string> names(40);
+    std::vector<Bytes> bufs(40);
+    std::vector<ReadFileOp> ops(40);
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      names[i] = (dir_.path() / ("p" + std::to_string(i))).string();
+      contents[i] = random_bytes(rng, rng() % 20'000);
+      put_file(names[i], contents[i]);
+      bufs[i].assign(contents[i].size() + 100, std::byte{0xEE});
+      ops[i] = {.path = names[i].c_str(), .buf = bufs[i]};
+    }
+    engine_->read_files(ops);
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      ASSERT_EQ(ops[i].result, static_cast<std::int64_t>(contents[i].size())) << names[i];
+      ASSERT_EQ(prefix(bufs[i], ops[i].result), contents[i]) << names[i];
+    }
+  }
+}
+
+TEST(ReadPolling, IsScopedToItsThreadAndNests) {
+  using std::chrono::microseconds;
+  EXPECT_EQ(ReadPolling::budget(), microseconds{0});
+  {
+    const ReadPolling outer(microseconds{200});
+    EXPECT_EQ(ReadPolling::budget(), microseconds{200});
+    {
+      const ReadPolling inner(microseconds{5});
+      EXPECT_EQ(ReadPolling::budget(), microseconds{5});
+    }
+    EXPECT_EQ(ReadPolling::budget(), microseconds{200});
+    microseconds elsewhere{-1};
+    std::thread([&] { elsewhere = ReadPolling::budget(); }).join();
+    EXPECT_EQ(elsewhere, microseconds{0});
+  }
+  EXPECT_EQ(ReadPolling::budget(), microseconds{0});
 }
 
 // Depth 1 leaves a single direct-descriptor slot for all the open→…→close chains.
