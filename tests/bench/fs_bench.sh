@@ -452,14 +452,14 @@ w1() {
   casfs_status "$TM" >"$results/w1-status.json"
   casfs_umount "$TM"
   ext4_tree=1; tree_state=unpacked
-  local c=$u_total
+  local c=$u_total c_tar=$u_tar
   floor_mount "$FL"
   drop_caches
   untar_ext4 "$FL/tree"
   fig w1.floor_s "$u_total"
   check_count "$FL/tree" "$tree_entries" "FUSE floor tree"
   floor_umount "$FL"
-  wl_end "untar + sync: $(ratio_text "$e" "$c") (tar alone: casfs ${u_tar} s); FUSE floor $u_total s"
+  wl_end "untar + sync: $(ratio_text "$e" "$c") (tar alone: casfs ${c_tar} s); FUSE floor $u_total s"
 }
 
 # --- 2. read the tree back, cold ----------------------------------------------------------
