@@ -21,6 +21,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "fs/fuse_ops.h"
@@ -542,14 +543,12 @@ void FuseRing::handle(Queue& queue, Entry& entry, bool alone) {
     queue.work_ready.notify_one();
     return;
   }
-  if (in.opcode == FUSE_READ && queue.cpus_to_spare) {
-    // Served here, alone: its caller waits and this CPU has nothing else to do, so
-    // the store polls for the disk's answer instead of sleeping for it.
-    const ReadPolling polling(kReadPollBudget);
-    process(entry);
-  } else {
-    process(entry);
-  }
+  // A READ served here is alone: its caller waits and, while the machine has CPUs to
+  // spare, this one has nothing else to do, so the store polls for the disk's answer
+  // instead of sleeping for it.
+  std::optional<ReadPolling> polling;
+  if (in.opcode == FUSE_READ && queue.cpus_to_spare) polling.emplace(kReadPollBudget);
+  process(entry);
   commit(queue, entry);
 }
 

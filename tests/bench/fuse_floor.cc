@@ -202,7 +202,7 @@ void floor_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* n
   reply_entry(req, *node);
 }
 
-void remove(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_dir) {
+void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_dir) {
   std::unique_lock lock(tree.mutex);
   Node* dir = tree.find(parent);
   if (dir == nullptr) return (void)fuse_reply_err(req, ENOENT);
@@ -219,10 +219,10 @@ void remove(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_dir) {
   fuse_reply_err(req, 0);
 }
 void floor_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  remove(req, parent, name, false);
+  remove_entry(req, parent, name, false);
 }
 void floor_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  remove(req, parent, name, true);
+  remove_entry(req, parent, name, true);
 }
 
 void floor_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
