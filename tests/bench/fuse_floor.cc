@@ -67,18 +67,19 @@ class Tree {
     if (acls_) mode &= ~(caller->umask & 0777);
     fill(node, ino, mode, caller->uid, caller->gid);
     dir->entries.emplace(name, ino);
+    if (S_ISDIR(mode)) dir->attr.st_nlink++;  // the new directory's ".."
     touch(*dir);
     *added = &node;
     return 0;
   }
   void set_acls(bool acls) { acls_ = acls; }
 
-  static void touch(Node& node) {
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    node.attr.st_mtim = now;
-    node.attr.st_ctim = now;
+  static timespec now() {
+    timespec t{};
+    clock_gettime(CLOCK_REALTIME, &t);
+    return t;
   }
+  static void touch(Node& node) { node.attr.st_mtim = node.attr.st_ctim = now(); }
 
  private:
   static void fill(Node& node, fuse_ino_t ino, mode_t mode, uid_t uid, gid_t gid) {
@@ -88,9 +89,7 @@ class Tree {
     node.attr.st_uid = uid;
     node.attr.st_gid = gid;
     node.attr.st_blksize = 4096;
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    node.attr.st_atim = node.attr.st_mtim = node.attr.st_ctim = now;
+    node.attr.st_atim = node.attr.st_mtim = node.attr.st_ctim = now();
   }
 
   std::unordered_map<fuse_ino_t, Node> nodes_;
@@ -150,8 +149,7 @@ void floor_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set
   if (to_set & FUSE_SET_ATTR_UID) st.st_uid = attr->st_uid;
   if (to_set & FUSE_SET_ATTR_GID) st.st_gid = attr->st_gid;
   if (to_set & FUSE_SET_ATTR_SIZE) st.st_size = attr->st_size;
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
+  const timespec now = Tree::now();
   if (to_set & FUSE_SET_ATTR_ATIME) st.st_atim = attr->st_atim;
   if (to_set & FUSE_SET_ATTR_ATIME_NOW) st.st_atim = now;
   if (to_set & FUSE_SET_ATTR_MTIME) st.st_mtim = attr->st_mtim;
@@ -166,7 +164,6 @@ void make(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Node* node = nullptr;
   if (const int error = tree.add(parent, name, mode, fuse_req_ctx(req), &node))
     return (void)fuse_reply_err(req, error);
-  if (S_ISDIR(mode)) tree.find(parent)->attr.st_nlink++;
   if (target != nullptr) {
     node->target = target;
     node->attr.st_size = static_cast<off_t>(node->target.size());
